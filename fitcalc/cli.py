@@ -1,0 +1,142 @@
+"""The `fitcalc` command. SHELL: parse options, call one function of ``fitcalc.api``, render, exit.
+
+No arithmetic and no unit conversion here. Errors go through ``_ERRORS`` (one line on stderr,
+exit 1); ``FITCALC_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from fitcalc import exitcodes
+from fitcalc.errors import FitcalcError
+
+app = typer.Typer(
+    name="fitcalc",
+    help="Will this LLM fit my hardware? Exact, explained memory and disk footprints, fit plans, "
+         "and measurements that check them.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---- shared options, declared once --------------------------------------------------------
+
+ModelArg = Annotated[str, typer.Argument(
+    metavar="MODEL", help="bundled id (gpt-oss-20b), Hub name (openai/gpt-oss-20b), or a path to a spec YAML")]
+RecipeOpt = Annotated[Optional[str], typer.Option(
+    "--recipe", "-r", help="storage recipe: native (default), bf16, fp8, int4-awq, nf4, q4_k_m, ... "
+                           "(`fitcalc recipes` lists them)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout and nothing else")]
+SourceOpt = Annotated[str, typer.Option(
+    "--source", help="where MODEL comes from: auto, catalog, local, hub", case_sensitive=False)]
+
+
+def _emit_json(obj: Any) -> None:
+    if hasattr(obj, "model_dump"):
+        data = obj.model_dump(mode="json")
+    elif isinstance(obj, list):
+        data = [o.model_dump(mode="json") if hasattr(o, "model_dump") else o for o in obj]
+    else:
+        data = obj
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _handled(fn: Callable) -> Callable:
+    """Turn FitcalcError into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FitcalcError as e:
+            if os.environ.get("FITCALC_DEBUG"):
+                raise
+            from fitcalc.render import error_line
+
+            error_line(e.one_line())
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(exitcodes.INTERRUPTED) from None
+
+    return wrapper
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+@app.command(epilog="Examples:  fitcalc size gpt-oss-20b --explain   |   fitcalc size openai/gpt-oss-120b --json"
+                    "   |   fitcalc size qwen3-8b --recipe q4_k_m")
+@_handled
+def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
+         explain: Annotated[bool, typer.Option("--explain", help="print the derivation term by term")] = False,
+         source: SourceOpt = "auto") -> None:
+    """Parameters and on-disk bytes per tensor group (GiB and GB), for a recipe."""
+    from fitcalc import api
+
+    result = api.size(model, recipe, source=source.lower())  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(result)
+        return
+    from fitcalc.render import render_size
+
+    render_size(result, explain=explain)
+
+
+@app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")
+@_handled
+def models(json_out: JsonOpt = False) -> None:
+    """List the bundled model specs with their native sizes."""
+    from fitcalc import api
+
+    rows = api.models()
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.render import render_models
+
+    render_models(rows)
+
+
+@app.command(epilog="Example:  fitcalc recipes")
+@_handled
+def recipes(json_out: JsonOpt = False) -> None:
+    """List the storage recipes --recipe accepts."""
+    from fitcalc.recipes import GENERIC_RECIPES
+
+    rows = [{"id": "native", "description": "the checkpoint's own recipe, from the model spec"}] + [
+        {"id": r.id, "description": r.description, "rules": r.rules, "source": r.source}
+        for r in GENERIC_RECIPES.values()]
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.render import console
+
+    c = console()
+    for r in rows:
+        c.print(f"[bold]{r['id']:<10}[/bold] {r['description']}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False) -> None:
+    if version:
+        from fitcalc import __version__
+
+        sys.stdout.write(f"fitcalc {__version__}\n")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+"""Parameter counts per tensor group, and their bytes on disk, per recipe. CORE.
+
+From an ``Architecture`` we derive every tensor the checkpoint stores, as the checkpoint stores
+it (shapes, stacked or per-expert experts, biases, norms, sinks), then price each tensor in the
+format the recipe gives its group. Matrices carry ``(out, in)`` shapes; quantization blocks run
+along ``in``. Parameters are logical weights (a packed FP4 byte holds two); scales and zero
+points are bytes, never parameters.
+
+Counting conventions (docs/formulas.md, "Parameters"):
+* ``params_total``: every weight of the text model, embedding and lm_head included (both when
+  untied, once when tied), MTP layers included when the checkpoint stores them.
+* ``params_active``: per token, as the gpt-oss model card counts it (Table 1): the embedding is
+  not active (a row lookup), the unembedding is; routed experts count k/E of their weights;
+  shared experts, attention, routers and norms count fully; MTP layers and extra groups
+  (vision towers) are not active in text decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from fitcalc.estimate.terms import Term, make_term
+from fitcalc.formats import get_format, tensor_bytes
+from fitcalc.recipes import pick_format, use_more_bits
+from fitcalc.spec import Architecture, ModelSpec, RecipeSpec
+from fitcalc.units import format_bits, format_both, format_params
+
+TensorKind = Literal["matrix", "embedding", "vector"]
+
+
+@dataclass
+class TensorEntry:
+    """Tensors of one name pattern and shape, found in ``layers`` (empty: one global tensor)."""
+
+    name: str
+    group: str
+    role: str
+    kind: TensorKind
+    shape: tuple[int, ...]
+    copies: int = 1  # experts per layer for per-expert or stacked expert tensors
+    layers: list[int] = field(default_factory=list)
+    dtype: str | None = None  # a fixed format regardless of recipe (fp32 correction bias, ...)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def instances(self) -> int:
+        return max(1, len(self.layers)) * self.copies
+
+    @property
+    def params(self) -> int:
+        return self.numel * self.instances
+
+
+class _Inventory:
+    """Collects entries keyed by (name, shape), appending layer indices."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, TensorEntry] = {}
+
+    def add(self, name: str, group: str, role: str, kind: TensorKind, shape: tuple[int, ...],
+            layer: int | None = None, copies: int = 1, dtype: str | None = None) -> None:
+        key = (name, shape, copies, group)
+        e = self.entries.get(key)
+        if e is None:
+            e = TensorEntry(name=name, group=group, role=role, kind=kind, shape=shape, copies=copies, dtype=dtype)
+            self.entries[key] = e
+        if layer is not None:
+            e.layers.append(layer)
+
+
+def _norm(inv: _Inventory, name: str, width: int, arch: Architecture, layer: int | None, group: str = "norms") -> None:
+    inv.add(f"{name}.weight", group, "norm", "vector", (width,), layer)
+    if arch.norm_kind == "layernorm":
+        inv.add(f"{name}.bias", group, "norm", "vector", (width,), layer)
+
+
+def _linear(inv: _Inventory, name: str, group: str, role: str, out: int, inp: int, bias: bool,
+            layer: int | None, copies: int = 1) -> None:
+    inv.add(f"{name}.weight", group, role, "matrix", (out, inp), layer, copies)
+    if bias:
+        inv.add(f"{name}.bias", group, role + ".bias", "vector", (out,), layer, copies)
+
+
+def _attention(inv: _Inventory, a: Architecture, p: str, i: int, group: str = "attention") -> None:
+    h, nh, nkv = a.hidden_size, a.num_attention_heads, a.num_key_value_heads
+    if a.mla is not None:
+        m = a.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank is not None:
+            _linear(inv, f"{p}.self_attn.q_a_proj", group, "q_a_proj", m.q_lora_rank, h, False, i)
+            _norm(inv, f"{p}.self_attn.q_a_layernorm", m.q_lora_rank, a, i, group)
+            _linear(inv, f"{p}.self_attn.q_b_proj", group, "q_b_proj", nh * qk, m.q_lora_rank, False, i)
+        else:
+            _linear(inv, f"{p}.self_attn.q_proj", group, "q_proj", nh * qk, h, False, i)
+        _linear(inv, f"{p}.self_attn.kv_a_proj_with_mqa", group, "kv_a_proj", m.kv_lora_rank + m.qk_rope_head_dim,
+                h, False, i)
+        _norm(inv, f"{p}.self_attn.kv_a_layernorm", m.kv_lora_rank, a, i, group)
+        _linear(inv, f"{p}.self_attn.kv_b_proj", group, "kv_b_proj", nh * (m.qk_nope_head_dim + m.v_head_dim),
+                m.kv_lora_rank, False, i)
+        _linear(inv, f"{p}.self_attn.o_proj", group, "o_proj", h, nh * m.v_head_dim, a.attention_out_bias, i)
+        return
+    d = a.head_dim_resolved
+    q_out = nh * d * (2 if a.attention_output_gate else 1)
+    _linear(inv, f"{p}.self_attn.q_proj", group, "q_proj", q_out, h, a.attention_bias, i)
+    _linear(inv, f"{p}.self_attn.k_proj", group, "k_proj", nkv * d, h, a.attention_bias, i)
+    _linear(inv, f"{p}.self_attn.v_proj", group, "v_proj", nkv * d, h, a.attention_bias, i)
+    _linear(inv, f"{p}.self_attn.o_proj", group, "o_proj", h, nh * d, a.attention_out_bias, i)
+    if a.qk_norm:
+        _norm(inv, f"{p}.self_attn.q_norm", d, a, i)
+        _norm(inv, f"{p}.self_attn.k_norm", d, a, i)
+    if a.attention_sinks:
+        inv.add(f"{p}.self_attn.sinks", group, "sinks", "vector", (nh,), i)
+
+
+def _linear_attention(inv: _Inventory, a: Architecture, p: str, i: int) -> None:
+    """Gated DeltaNet (Qwen3-Next, transformers modeling_qwen3_next.Qwen3NextGatedDeltaNet)."""
+    la = a.linear_attention
+    assert la is not None
+    h = a.hidden_size
+    key_dim = la.num_key_heads * la.key_head_dim
+    value_dim = la.num_value_heads * la.value_head_dim
+    g = "linear_attention"
+    _linear(inv, f"{p}.linear_attn.in_proj_qkvz", g, "in_proj_qkvz", 2 * key_dim + 2 * value_dim, h, False, i)
+    _linear(inv, f"{p}.linear_attn.in_proj_ba", g, "in_proj_ba", 2 * la.num_value_heads, h, False, i)
+    conv_dim = 2 * key_dim + value_dim
+    inv.add(f"{p}.linear_attn.conv1d.weight", g, "conv1d", "vector", (conv_dim * la.conv_kernel_size,), i)
+    inv.add(f"{p}.linear_attn.dt_bias", g, "dt_bias", "vector", (la.num_value_heads,), i)
+    inv.add(f"{p}.linear_attn.A_log", g, "A_log", "vector", (la.num_value_heads,), i, dtype="fp32")
+    inv.add(f"{p}.linear_attn.norm.weight", g, "norm", "vector", (la.value_head_dim,), i)
+    _linear(inv, f"{p}.linear_attn.out_proj", g, "out_proj", h, value_dim, False, i)
+
+
+def _dense_mlp(inv: _Inventory, a: Architecture, p: str, i: int, width: int, group: str = "mlp",
+               copies: int = 1, bias: bool | None = None) -> None:
+    h = a.hidden_size
+    b = a.mlp_bias if bias is None else bias
+    if a.mlp_gated:
+        _linear(inv, f"{p}.gate_proj", group, "gate_proj", width, h, b, i, copies)
+    _linear(inv, f"{p}.up_proj", group, "up_proj", width, h, b, i, copies)
+    _linear(inv, f"{p}.down_proj", group, "down_proj", h, width, b, i, copies)
+
+
+def _moe(inv: _Inventory, a: Architecture, p: str, i: int) -> None:
+    m = a.moe
+    assert m is not None
+    h, e, w = a.hidden_size, m.num_experts, m.moe_intermediate_size
+    _linear(inv, f"{p}.mlp.router", "router", "router", e, h, m.router_bias, i)
+    if m.score_correction_bias:
+        inv.add(f"{p}.mlp.gate.e_score_correction_bias", "router", "correction_bias", "vector", (e,), i,
+                dtype="fp32")
+    if m.stacked:
+        # gpt-oss: gate and up fused in one stacked tensor [E, 2W, H]; biases [E, 2W], [E, H]
+        up_rows = (2 if a.mlp_gated else 1) * w
+        _linear(inv, f"{p}.mlp.experts.gate_up_proj", "experts", "gate_up_proj", up_rows, h, m.expert_bias, i, e)
+        _linear(inv, f"{p}.mlp.experts.down_proj", "experts", "down_proj", h, w, m.expert_bias, i, e)
+    else:
+        _dense_mlp(inv, a, f"{p}.mlp.experts.{{j}}", i, w, "experts", copies=e, bias=m.expert_bias)
+    if m.shared_width:
+        _dense_mlp(inv, a, f"{p}.mlp.shared_experts", i, m.shared_width, "shared_experts", bias=False)
+    if m.shared_expert_gate:
+        _linear(inv, f"{p}.mlp.shared_expert_gate", "shared_experts", "shared_expert_gate", 1, h, False, i)
+
+
+def _decoder_layer(inv: _Inventory, a: Architecture, i: int, kind: str, dense: bool, prefix: str) -> None:
+    p = f"{prefix}.{{i}}"  # a name template: the layer index stays "{i}" and lives in entry.layers
+    if kind == "linear_attention":
+        _linear_attention(inv, a, p, i)
+    else:
+        _attention(inv, a, p, i)
+    names = ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+             "post_feedforward_layernorm"][: a.norms_per_layer]
+    for n in names:
+        _norm(inv, f"{p}.{n}", a.hidden_size, a, i)
+    if dense:
+        _dense_mlp(inv, a, f"{p}.mlp", i, a.intermediate_size or 0)
+    else:
+        _moe(inv, a, p, i)
+
+
+def tensor_inventory(a: Architecture) -> list[TensorEntry]:
+    """Every tensor of the checkpoint derived from the architecture (HF naming, ``{i}`` = layer)."""
+    inv = _Inventory()
+    h, v = a.hidden_size, a.vocab_size
+    inv.add("model.embed_tokens.weight", "embedding", "embed_tokens", "embedding", (v, h))
+    kinds = a.layer_kinds()
+    dense = set(a.dense_layer_indices())
+    for i in range(a.num_hidden_layers):
+        _decoder_layer(inv, a, i, kinds[i], i in dense, "model.layers")
+    _norm(inv, "model.norm", h, a, None)
+    if not a.tie_word_embeddings:
+        inv.add("lm_head.weight", "lm_head", "lm_head", "matrix", (v, h))
+    entries = list(inv.entries.values())
+    if a.mtp is not None:
+        entries += _mtp_entries(a)
+    return entries
+
+
+def _mtp_entries(a: Architecture) -> list[TensorEntry]:
+    """DeepSeek-V3-style MTP modules: a full decoder layer plus enorm, hnorm, eh_proj [H, 2H],
+    shared_head.norm, and (when stored) their own embedding and head copies. All in group 'mtp'."""
+    assert a.mtp is not None
+    inv = _Inventory()
+    h, v = a.hidden_size, a.vocab_size
+    first = a.num_hidden_layers
+    for k in range(a.mtp.num_layers):
+        i = first + k
+        _decoder_layer(inv, a, i, "full_attention", False if a.moe is not None else True, "model.layers")
+        p = "model.layers.{i}"
+        _norm(inv, f"{p}.enorm", h, a, i)
+        _norm(inv, f"{p}.hnorm", h, a, i)
+        _linear(inv, f"{p}.eh_proj", "mtp", "eh_proj", h, 2 * h, False, i)
+        _norm(inv, f"{p}.shared_head.norm", h, a, i)
+        if a.mtp.own_embedding:
+            inv.add(f"{p}.embed_tokens.weight", "embedding", "embed_tokens", "embedding", (v, h), i)
+        if a.mtp.own_head:
+            inv.add(f"{p}.shared_head.head.weight", "lm_head", "lm_head", "matrix", (v, h), i)
+    out = []
+    for e in inv.entries.values():
+        # Keep the main-model group in the role so recipes price MTP tensors like their
+        # counterparts (an FP8 recipe makes the MTP experts FP8 too).
+        if e.group != "mtp":
+            e.role = f"{e.group}.{e.role}"
+            e.group = "mtp"
+        out.append(e)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Pricing
+# ---------------------------------------------------------------------------------------------
+
+
+class GroupWeights(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params: int
+    active_params: int
+    bytes: int
+    format: str  # the group's matrix format(s), "+"-joined; vectors listed in `formats`
+    formats: dict[str, int]  # format id -> bytes within the group
+    tensors: int  # number of tensors the checkpoint stores for this group
+    resident: bool = True  # loaded for text inference (MTP and some extra groups are not)
+
+
+class WeightsBreakdown(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    recipe: str
+    coarse: bool
+    groups: list[GroupWeights]
+    terms: list[Term]
+    notes: list[str] = []
+
+    @property
+    def params_total(self) -> int:
+        return sum(g.params for g in self.groups)
+
+    @property
+    def params_active(self) -> int:
+        return sum(g.active_params for g in self.groups)
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(g.bytes for g in self.groups)
+
+    @property
+    def resident_bytes(self) -> int:
+        return sum(g.bytes for g in self.groups if g.resident)
+
+    def group(self, name: str) -> GroupWeights | None:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        return None
+
+
+def _entry_format(e: TensorEntry, recipe: RecipeSpec, layer: int | None, n_layers: int) -> str:
+    if e.dtype is not None:
+        return e.dtype
+    if e.kind == "vector":
+        return recipe.vector_format
+    group, role = (e.role.split(".", 1) if e.group == "mtp" and "." in e.role else (e.group, e.role))
+    more = layer is not None and use_more_bits(layer, n_layers) if recipe.more_bits else False
+    fid = pick_format(recipe, group, role, more)
+    fmt = get_format(fid)
+    # llama.cpp falls back when a row does not divide into whole blocks (src/llama-quant.cpp).
+    while not fmt.fits_row(e.shape[-1]) and fmt.fallback:
+        fmt = get_format(fmt.fallback)
+    if not fmt.fits_row(e.shape[-1]):
+        fmt = get_format("f16" if fmt.gguf_type is not None else recipe.vector_format)
+    return fmt.id
+
+
+def _active_fraction(e: TensorEntry, arch: Architecture) -> Fraction:
+    if e.group == "embedding" or e.group == "mtp":
+        return Fraction(0)
+    if e.group == "experts" and arch.moe is not None:
+        return Fraction(arch.moe.experts_per_token, arch.moe.num_experts)
+    return Fraction(1)
+
+
+def _price_entries(entries: list[TensorEntry], recipe: RecipeSpec, arch: Architecture
+                   ) -> dict[str, dict[str, list[tuple[TensorEntry, int, int]]]]:
+    """group -> format -> [(entry, instances at that format, bytes)]."""
+    n = arch.num_hidden_layers
+    out: dict[str, dict[str, list[tuple[TensorEntry, int, int]]]] = {}
+    for e in entries:
+        if recipe.more_bits and e.layers:
+            split: dict[str, int] = {}
+            for layer in e.layers:
+                fid = _entry_format(e, recipe, layer, n)
+                split[fid] = split.get(fid, 0) + 1
+        else:
+            split = {_entry_format(e, recipe, None, n): max(1, len(e.layers))}
+        for fid, n_layers in split.items():
+            b = tensor_bytes(get_format(fid), e.shape, copies=e.copies * n_layers)
+            out.setdefault(e.group, {}).setdefault(fid, []).append((e, n_layers, b))
+    return out
+
+
+_GROUP_LABELS = {
+    "embedding": "embedding", "attention": "attention", "linear_attention": "linear attention",
+    "mlp": "dense MLP", "router": "router", "experts": "routed experts", "shared_experts": "shared experts",
+    "norms": "norms", "lm_head": "lm_head", "mtp": "MTP layers",
+}
+
+
+def _shape_text(e: TensorEntry) -> str:
+    return "×".join(str(d) for d in e.shape)
+
+
+def _explain_group(name: str, priced: dict[str, list[tuple[TensorEntry, int, int]]], total: int) -> str:
+    """A worked example: ``experts: 24 layers × 32 experts × (5760×2880 + 2880×2880) weights × 4.25 bits``."""
+    parts = []
+    for fid, rows in priced.items():
+        fmt = get_format(fid)
+        # Group rows by (layers, copies) so the sum reads like the architecture.
+        buckets: dict[tuple[int, int], list[TensorEntry]] = {}
+        for e, nl, _b in rows:
+            buckets.setdefault((nl if e.layers else 0, e.copies), []).append(e)
+        for (nl, copies), es in buckets.items():
+            mult = []
+            if nl:
+                mult.append(f"{nl} layers")
+            if copies > 1:
+                mult.append(f"{copies} experts")
+            shapes = " + ".join(_shape_text(e) for e in es)
+            if len(es) > 1:
+                shapes = f"({shapes})"
+            b = sum(bb for e, _nl, bb in rows if e in es and (_nl if e.layers else 0) == nl)
+            lead = " × ".join(mult + [shapes]) if mult else shapes
+            parts.append(f"{lead} weights × {format_bits(fmt.bits_per_weight)} bits ({fmt.display_name})"
+                         f" = {b:,} B")
+    return f"{name}: " + "\n    + ".join(parts) + f"\n    = {total:,} B = {format_both(total)}"
+
+
+def weights_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
+    """Bytes and parameters per tensor group for ``model`` stored with ``recipe``."""
+    if model.architecture is None:
+        return _coarse_breakdown(model, recipe)
+    arch = model.architecture
+    entries = tensor_inventory(arch)
+    priced = _price_entries(entries, recipe, arch)
+    groups: list[GroupWeights] = []
+    terms: list[Term] = []
+    order = {g: k for k, g in enumerate(_GROUP_LABELS)}
+    for gname in sorted(priced, key=lambda g: order.get(g, 99)):
+        by_fmt = priced[gname]
+        params = sum(e.numel * e.copies * nl for rows in by_fmt.values() for e, nl, _ in rows)
+        active = sum(_active_fraction(e, arch) * e.numel * e.copies * nl
+                     for rows in by_fmt.values() for e, nl, _ in rows)
+        fmt_bytes = {fid: sum(b for _, _, b in rows) for fid, rows in by_fmt.items()}
+        total = sum(fmt_bytes.values())
+        matrix_fmts = [fid for fid, rows in by_fmt.items() if any(e.kind != "vector" for e, _, _ in rows)]
+        # Stacked experts are one tensor per layer; per-expert ones are one per expert.
+        ntensors = sum(nl * (e.copies if "{j}" in e.name else 1) for rows in by_fmt.values() for e, nl, _ in rows)
+        resident = gname != "mtp"
+        groups.append(GroupWeights(name=gname, params=params, active_params=round(active), bytes=total,
+                                   format="+".join(matrix_fmts) or "+".join(fmt_bytes), formats=fmt_bytes,
+                                   tensors=ntensors, resident=resident))
+        terms.append(make_term(
+            f"weights.{gname}", f"weights: {_GROUP_LABELS.get(gname, gname)}", total, kind="exact",
+            formula="Σ over tensors: payload numel × element_bits/8 + Σ layout fields ceil(count × bits/8)",
+            inputs={"params": params, "formats": "+".join(fmt_bytes)},
+            explain=_explain_group(gname, by_fmt, total), sources=tuple(get_format(f).source for f in fmt_bytes),
+        ))
+    for x in model.extra_groups:
+        groups.append(_extra_group(x))
+        terms.append(_extra_term(x))
+    notes = []
+    if arch.head_dim_is_derived and arch.mla is None:
+        notes.append(f"head_dim not published; derived as hidden_size / num_attention_heads = "
+                     f"{arch.hidden_size} / {arch.num_attention_heads} = {arch.head_dim_resolved}")
+    return WeightsBreakdown(model=model.id, recipe=recipe.id, coarse=False, groups=groups, terms=terms, notes=notes)
+
+
+def _extra_group(x) -> GroupWeights:
+    fmt = get_format(x.format)
+    b = fmt.vector_bytes(x.params) if not fmt.block_elements > 1 else -(-x.params * fmt.bits_per_weight.numerator
+                                                                      // (8 * fmt.bits_per_weight.denominator))
+    return GroupWeights(name=x.name, params=x.params, active_params=0, bytes=b, format=fmt.id,
+                        formats={fmt.id: b}, tensors=0, resident=x.resident)
+
+
+def _extra_term(x) -> Term:
+    g = _extra_group(x)
+    return make_term(f"weights.{x.name}", f"weights: {x.name}", g.bytes, kind="derived",
+                     formula="params × bits / 8", inputs={"params": x.params, "format": x.format},
+                     explain=f"{x.name}: {format_params(x.params)} params × "
+                             f"{format_bits(get_format(x.format).bits_per_weight)} bits = {g.bytes:,} B",
+                     sources=(x.source,))
+
+
+def _coarse_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
+    """Totals-only arithmetic: params_g = share_g × total; bytes_g = params_g × bits_g / 8."""
+    c = model.coarse
+    assert c is not None
+    fixed = 0
+    counts: dict[str, int] = {}
+    for g in c.groups:
+        if g.params is not None:
+            counts[g.name] = g.params
+        elif g.share is not None:
+            counts[g.name] = round(c.total_params * g.share)
+        if g.name in counts:
+            fixed += counts[g.name]
+    for g in c.groups:
+        if g.name not in counts:
+            counts[g.name] = max(0, c.total_params - fixed)
+    groups, terms = [], []
+    for g in c.groups:
+        # The native recipe keeps each group's own format; another recipe re-prices the group.
+        native = recipe.id == model.native_recipe.id
+        fmt = get_format(recipe.rules.get(g.name, g.format) if native else pick_format(recipe, g.name, g.name))
+        bpw = fmt.bits_per_weight
+        n = counts[g.name]
+        b = -(-n * bpw.numerator // (8 * bpw.denominator))
+        share = Fraction(n, c.total_params)
+        groups.append(GroupWeights(name=g.name, params=n, active_params=round(n * g.active_share), bytes=b,
+                                   format=fmt.id, formats={fmt.id: b}, tensors=0))
+        terms.append(make_term(
+            f"weights.{g.name}", f"weights: {g.name} (coarse)", b, kind="coarse",
+            formula="share × total_params × bits / 8", inputs={"total_params": c.total_params,
+                                                                "share": float(share), "bits": float(bpw)},
+            explain=f"{g.name}: {float(share):.4f} × {format_params(c.total_params)} = {format_params(n)} params "
+                    f"× {format_bits(bpw)} bits = {b:,} B = {format_both(b)}",
+            sources=(fmt.source,),
+        ))
+    for x in model.extra_groups:
+        groups.append(_extra_group(x))
+        terms.append(_extra_term(x))
+    return WeightsBreakdown(model=model.id, recipe=recipe.id, coarse=True, groups=groups, terms=terms,
+                            notes=["coarse estimate: from total parameters and group shares only; the "
+                                   "architecture form gives exact bytes"])
