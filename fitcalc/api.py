@@ -46,3 +46,91 @@ def models() -> list[ModelRow]:
                              params_total=s.params_total, params_active=s.params_active,
                              recipe_name=s.recipe_name, disk_bytes=s.disk_bytes, coarse=s.coarse))
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
+
+# Shown when no --gpu is given and no GPU is detected: the cards people ask about most.
+DEFAULT_GPUS = ("rtx-4060-ti-16gb", "rtx-4090", "rtx-5090", "a100-80gb", "h100-sxm", "h200")
+
+
+def pick_engine(engine: str | None, recipe_formats_gguf: bool) -> str:
+    """``auto``: llama.cpp for GGUF recipes and files, vLLM otherwise (docs/cli.md, "Engines")."""
+    if engine and engine.lower() != "auto":
+        return engine
+    return "llama.cpp" if recipe_formats_gguf else "vllm"
+
+
+def _is_gguf_recipe(model, recipe) -> bool:
+    from fitcalc.formats import get_format
+    from fitcalc.recipes import resolve_recipe
+
+    r = resolve_recipe(model, recipe)
+    return any(get_format(f).gguf_type is not None for f in r.rules.values())
+
+
+def resolve_devices(gpus: list[str] | None) -> tuple[list[tuple], list[str]]:
+    """[(Device, count)] for the --gpu options; without any, the detected GPUs, else the defaults."""
+    from fitcalc import catalog
+    from fitcalc.hardware import detect_gpus, parse_gpu_option
+    from fitcalc.spec import Device
+
+    notes: list[str] = []
+    targets = []
+    if gpus:
+        targets = [parse_gpu_option(g) for g in gpus]
+    else:
+        found, reason = detect_gpus()
+        if found:
+            by_profile: dict[str, list] = {}
+            for d in found:
+                by_profile.setdefault(d.profile.id if d.profile else d.name, []).append(d)
+            for group in by_profile.values():
+                d = group[0]
+                targets.append(d.as_target(count=len(group)))
+            notes.append("GPUs detected on this machine: " + ", ".join(t.label for t in targets))
+        else:
+            notes.append(f"no GPU detected ({reason}); showing popular GPUs (pass --gpu to choose)")
+            targets = [parse_gpu_option(g) for g in DEFAULT_GPUS if catalog.resolve_gpu_id(g)]
+    out = []
+    for t in targets:
+        dev = Device.from_profile(t.profile) if t.profile is not None else Device.from_budget(t.budget_bytes, t.label)
+        if t.profile is not None and t.budget_bytes != dev.memory_bytes:
+            dev = dev.model_copy(update={"memory_bytes": t.budget_bytes})
+        out.append((dev, t.count))
+    return out, notes
+
+
+def fit(model: str, gpus: list[str] | None = None, context: int | None = None, batch: int = 1,
+        engine: str | None = None, kv_dtype: str | None = None, recipe: str | None = None,
+        source: SourceKind = "auto", prompt_tokens: int | None = None):
+    """Fit verdicts, headroom, terms and max context for each GPU configuration."""
+    from fitcalc import catalog
+    from fitcalc.errors import InputError
+    from fitcalc.estimate import prepare
+    from fitcalc.plan import fit_device
+    from fitcalc.spec import Workload
+
+    spec = resolve_model(model, source)
+    if context is not None and context <= 0:
+        raise InputError(f"--context must be positive, got {context}", hint="e.g. --context 8192 or 128k")
+    if batch <= 0:
+        raise InputError(f"--batch must be positive, got {batch}", hint="the number of concurrent sequences, e.g. 1")
+    eng = catalog.load_engine(pick_engine(engine, _is_gguf_recipe(spec, recipe)))
+    limit = spec.architecture.max_position_embeddings if spec.architecture else None
+    ctx = context if context is not None else min(DEFAULT_CONTEXT, limit or DEFAULT_CONTEXT)
+    workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens)
+    prepared = prepare(spec, recipe, eng, kv_dtype)
+    devices, notes = resolve_devices(gpus)
+    results = []
+    for dev, count in devices:
+        r = fit_device(prepared, dev, workload, count)
+        if notes:
+            r = r.model_copy(update={"warnings": [*r.warnings, *notes]})
+        results.append(r)
+    return results
+
+
+DEFAULT_CONTEXT = 8192  # fit's context when none is given (docs/cli.md): a common serving length

@@ -226,3 +226,29 @@ def load_gpu(name: str) -> GpuProfile:
 
 def load_all_gpus() -> list[GpuProfile]:
     return [load_gpu(i) for i in gpu_ids()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine profiles
+# ---------------------------------------------------------------------------------------------
+
+
+def engine_ids() -> list[str]:
+    return sorted(p.stem for p in data_dir("engine_profiles").glob("*.yaml"))
+
+
+def resolve_engine_id(name: str) -> str | None:
+    key = name.strip().lower()
+    if (data_dir("engine_profiles") / f"{key}.yaml").is_file():
+        return key
+    return _name_index("engine_profiles").get(key)
+
+
+@lru_cache(maxsize=32)
+def load_engine(name: str):
+    from fitcalc.engines import EngineProfile
+
+    eid = resolve_engine_id(name)
+    if eid is None:
+        raise UnknownIdError("engine", name, engine_ids())
+    return load_model_file(data_dir("engine_profiles") / f"{eid}.yaml", EngineProfile)

@@ -91,6 +91,44 @@ def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
     render_size(result, explain=explain)
 
 
+ContextOpt = Annotated[Optional[str], typer.Option(
+    "--context", "-c", help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", "-e", help="auto (default: llama.cpp for GGUF recipes, else vllm), vllm, llama.cpp, ollama, "
+                           "sglang, transformers, torch")]
+KvDtypeOpt = Annotated[Optional[str], typer.Option(
+    "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
+GpuOpt = Annotated[Optional[list[str]], typer.Option(
+    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090, 'rtx 4090'), ID:COUNT (h100-sxm:8), or a budget "
+                        "(24GiB, 80GB); repeat for several. Default: detected GPUs, else popular ones")]
+
+
+@app.command(epilog="Examples:  fitcalc fit gpt-oss-20b --gpu rtx-4060-ti-16gb --engine llama.cpp   |   "
+                    "fitcalc fit gpt-oss-120b --gpu h100-sxm --context 131072 --json   |   "
+                    "fitcalc fit deepseek-r1 --gpu h200:8 --check")
+@_handled
+def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
+        engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None, json_out: JsonOpt = False,
+        check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
+        explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+        source: SourceOpt = "auto") -> None:
+    """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
+    from fitcalc import api
+    from fitcalc.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    results = api.fit(model, gpu, ctx, batch, engine, kv_dtype, recipe, source=source.lower())  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(results[0] if len(results) == 1 else results)
+    else:
+        from fitcalc.render import render_fit
+
+        render_fit(results, explain=explain)
+    if check and not all(r.fits for r in results):
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
 @app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")
 @_handled
 def models(json_out: JsonOpt = False) -> None:

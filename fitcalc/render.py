@@ -99,3 +99,68 @@ def render_models(rows, out: Console | None = None) -> None:
         t.add_row(r.id, r.hf_repo or "", format_params(r.params_total), format_params(r.params_active),
                   r.recipe_name, f"{gib(r.disk_bytes)} ({gb(r.disk_bytes)})")
     c.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
+
+_VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red"}
+_SEGMENTS = (("weights", "blue"), ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
+
+
+def capacity_bar(terms, available: int, width: int = 60) -> Text:
+    """A stacked bar of the footprint against the device's capacity (one cell = available / width)."""
+    bar = Text()
+    used_cells = 0
+    total = sum(t.bytes for t in terms)
+    scale = max(available, total)
+    for prefix, style in _SEGMENTS:
+        n = sum(t.bytes for t in terms if t.id.split(".")[0] == prefix)
+        cells = round(n / scale * width)
+        bar.append("█" * cells, style=style)
+        used_cells += cells
+    cap_cell = round(available / scale * width)
+    if used_cells < cap_cell:
+        bar.append("░" * (cap_cell - used_cells), style="dim")
+    elif used_cells > cap_cell:
+        bar.append(f" ▲ over by {format_bytes(total - available)}", style="red")
+    return bar
+
+
+def render_fit(results, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    for r in results:
+        count = f"{r.count} × " if r.count > 1 else ""
+        head = Text(f"{r.model} on {count}{r.device}", style="bold")
+        head.append(f" — {r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
+        c.print(head, soft_wrap=True)
+        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
+        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
+                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
+                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
+        c.print(v, soft_wrap=True)
+        t = Table(show_header=True, box=None, pad_edge=False)
+        t.add_column("term")
+        t.add_column("GiB", justify="right")
+        t.add_column("MB", justify="right")
+        t.add_column("kind")
+        t.add_column("±", justify="right")
+        for term in r.terms:
+            t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
+                      f"{term.band:.0%}" if term.band else "")
+        c.print(t)
+        c.print(capacity_bar(r.terms, r.available_bytes))
+        if r.max_context is None:
+            c.print("max context: does not fit even at the smallest context", style="red")
+        else:
+            lim = " (the model's maximum)" if r.max_context_limit and r.max_context >= r.max_context_limit else ""
+            c.print(f"max context at batch {r.batch}: {r.max_context:,} tokens{lim}; KV capacity "
+                    f"{gib(r.kv_capacity_bytes)}" + (f" ≈ {r.kv_capacity_tokens:,} tokens" if r.kv_capacity_tokens
+                                                     else ""))
+        for w in r.warnings:
+            c.print(Text(f"note: {w}", style="yellow"), soft_wrap=True)
+        if explain:
+            for term in r.terms:
+                c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        c.print()

@@ -358,3 +358,46 @@ class GpuProfile(Strict):
         if self.reserved_bytes is not None and self.reserved_bytes >= self.memory_bytes:
             raise ValueError("reserved_bytes must be smaller than memory_bytes")
         return self
+
+
+# --------------------------------------------------------------------------------------------
+# Workload and device
+# --------------------------------------------------------------------------------------------
+
+
+class Workload(Strict):
+    """What the model is asked to hold: ``batch`` sequences of ``context`` tokens each."""
+
+    context: PositiveInt  # tokens per sequence, prompt plus generated (vLLM max_model_len)
+    batch: PositiveInt = 1  # concurrent sequences
+    kv_dtype: str | None = None  # None: the engine's default (usually the model dtype)
+    prompt_tokens: PositiveInt | None = None  # prefill length; None: the whole context
+    chunk_tokens: NonNegInt | None = None  # prefill chunk; None: the engine's default
+
+
+class Device(Strict):
+    """One accelerator as the estimate sees it: a catalog profile or a raw budget."""
+
+    label: str
+    memory_bytes: PositiveInt  # the total to plan against (driver-reported total, or the budget given)
+    reserved_bytes: NonNegInt | None = None  # driver/firmware reserve inside memory_bytes, when known
+    native_formats: list[str] = Field(default_factory=list)
+    family: str | None = None
+    vendor: str | None = None
+    sm_count: PositiveInt | None = None
+    unified_memory: bool = False
+    profile_id: str | None = None
+    is_budget: bool = False  # a raw budget: taken as usable as given, no driver reserve subtracted
+
+    @classmethod
+    def from_profile(cls, p: GpuProfile) -> Device:
+        mem = p.gpu_working_set_bytes if (p.unified_memory and p.gpu_working_set_bytes) else p.memory_bytes
+        return cls(label=p.display_name, memory_bytes=mem, reserved_bytes=p.reserved_bytes,
+                   native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, sm_count=p.sm_count,
+                   unified_memory=p.unified_memory, profile_id=p.id)
+
+    @classmethod
+    def from_budget(cls, nbytes: int, label: str | None = None) -> Device:
+        from fitcalc.units import format_bytes
+
+        return cls(label=label or f"{format_bytes(nbytes)} budget", memory_bytes=nbytes, is_budget=True)

@@ -1,0 +1,143 @@
+"""Inference engines as data: how each one lays out KV, sizes its working memory and reserves memory. CORE.
+
+The profiles live in ``engine_profiles/<id>.yaml`` (read by ``fitcalc.catalog``); this module
+holds their schema. The estimate code reads the rules named here (a KV *policy*, a working-memory
+*model*) and never branches on an engine's name: a new engine is a new YAML file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fitcalc.spec import NonNegInt, PositiveInt, Source, Strict, check_id
+
+FullPolicy = Literal["exact", "blocks", "cells_padded"]
+SlidingPolicy = Literal["window", "window_plus_chunk_blocks", "window_plus_ubatch_cells", "full"]
+MlaPolicy = Literal["latent", "latent_plus_v", "decompressed"]
+
+
+class KvRules(Strict):
+    """How the engine stores K and V.
+
+    full:    ``exact`` tokens; ``blocks`` of ``block_tokens`` per sequence (vLLM paging);
+             ``cells_padded``: one pool of context × batch cells padded to ``cell_pad`` (llama.cpp).
+    sliding: ``window`` keeps min(W, context) tokens; ``window_plus_chunk_blocks`` is vLLM's
+             SlidingWindowSpec (W - 1 + chunk tokens, in blocks, plus one block);
+             ``window_plus_ubatch_cells`` is llama.cpp's SWA cache pad(W + ubatch, 256);
+             ``full`` keeps the whole context like a full-attention layer.
+    mla:     ``latent`` caches kv_lora_rank + rope dims once per token; ``latent_plus_v`` adds a
+             kv_lora_rank V row (llama.cpp's MLA cache); ``decompressed`` caches per-head K and V.
+    """
+
+    full: FullPolicy = "exact"
+    block_tokens: PositiveInt = 1
+    cell_pad: PositiveInt = 1
+    sliding: SlidingPolicy = "window"
+    mla: MlaPolicy = "latent"
+    default_dtype: str = "model"  # "model": the model's torch_dtype (bf16 for most)
+    dtypes: list[str] = Field(default_factory=lambda: ["bf16", "fp16"])
+    row_blocks_span_heads: bool = False  # block formats quantize a row of n_kv x head_dim (llama.cpp)
+    linear_state_dtype: str = "fp32"  # recurrent state of linear-attention layers
+
+
+class WorkingMemoryRules(Strict):
+    """Memory an engine uses while it computes, beside weights and KV.
+
+    ``chunk_tokens``: tokens per forward pass in prefill (vLLM max_num_batched_tokens, llama.cpp
+    n_ubatch); 0 means the whole prompt at once (transformers generate). ``large_gpu_chunk_tokens``
+    is used on devices of at least ``large_gpu_min_bytes`` (vLLM's defaults differ by GPU).
+    ``model``: ``forward`` (per-token activations of one layer, fitted constants below) or
+    ``graph_reserve`` (llama.cpp's worst-case compute buffer). ``logits_rows``: rows of fp32
+    logits the engine materialises (``chunk`` = every prompt token of a chunk).
+    """
+
+    chunk_tokens: NonNegInt
+    reserves_full_chunk: bool = True  # sized for a whole chunk whatever the prompt (profile/graph reserve)
+    large_gpu_chunk_tokens: NonNegInt | None = None
+    large_gpu_min_bytes: PositiveInt | None = None
+    model: Literal["forward", "graph_reserve"] = "forward"
+    hidden_copies: float = 3.0  # residual, normed input and layer output alive at the MLP peak
+    mlp_copies: float = 3.0  # gate_up output (2 x I) and the activated product (I)
+    logits_rows: int | Literal["chunk", "batch"] = "batch"
+    large_gpu_logits_rows: int | None = None
+    logits_copies: float = 1.0  # fp32 logits, plus sampler copies (softmax, sort) where they exist
+    attention: Literal["flash", "eager"] = "flash"
+    dequant_scratch: bool = False  # dequantizes a packed weight to bf16 before its matmul
+    activation_bytes: PositiveInt = 2  # bf16/fp16 activations
+    graph_compute_extra_bytes: NonNegInt = 0  # llama.cpp: scheduler and graph metadata
+
+
+class OverheadRules(Strict):
+    """What the engine keeps for itself, and what it leaves unused on purpose."""
+
+    memory_fraction: float | None = Field(default=None, gt=0, le=1)  # vLLM/SGLang budget share of total
+    memory_fraction_name: str | None = None  # the flag that sets it
+    fixed_reserve_bytes: NonNegInt = 0  # llama.cpp --fit margin, Ollama's minimum
+    fixed_reserve_name: str | None = None
+    cuda_context: bool = True  # the process's CUDA context counts against the device
+    cuda_graphs_bytes: NonNegInt = 0
+    non_torch_bytes: NonNegInt = 0  # NCCL, cuBLAS handles and the like, measured by the engine
+    non_torch_bytes_tp: NonNegInt = 0  # the same with tensor parallelism (NCCL buffers), when it differs
+    cublas_workspace_bytes: NonNegInt = 0
+    allocator_slack_fraction: float = Field(default=0.0, ge=0, lt=1)  # caching-allocator fragmentation
+
+
+class WeightRules(Strict):
+    """What the engine does to weights on load."""
+
+    # Weight-only MXFP4 on GPUs without native FP4: experts grow by this factor when resident
+    # (repacked for a Marlin-style kernel). 1.0 = stored as in the checkpoint.
+    mxfp4_repack_factor_without_native: float = Field(default=1.0, ge=1.0)
+    loads_mtp: bool = False  # loads multi-token-prediction layers (speculative decoding)
+    mmap_weights: bool = False  # weights memory-mapped from the file (llama.cpp/Ollama CPU part)
+
+
+class EngineProfile(Strict):
+    schema_version: Literal[1] = 1
+    id: str
+    display_name: str
+    version: str  # the version (family) these constants were read from
+    aliases: list[str] = Field(default_factory=list)
+    description: str
+    gguf_native: bool = False  # runs GGUF recipes (llama.cpp, Ollama)
+    kv: KvRules
+    working: WorkingMemoryRules
+    overhead: OverheadRules
+    weights: WeightRules = WeightRules()
+    flags: dict[str, str] = Field(default_factory=dict)  # how the engine spells its knobs
+    sources: list[Source]
+
+    @model_validator(mode="after")
+    def _check(self) -> EngineProfile:
+        check_id(self.id)
+        return self
+
+
+ENGINE_IDS = ("vllm", "llama.cpp", "ollama", "sglang", "transformers", "torch")
+
+
+def with_settings(engine: EngineProfile, *, memory_fraction: float | None = None, cuda_graphs: bool | None = None,
+                  logits_rows: int | None = None, flash_attention: bool | None = None) -> EngineProfile:
+    """The profile with a user's settings applied (vLLM --gpu-memory-utilization, --enforce-eager,
+    --max-num-seqs). Pure: returns a copy. The prefill chunk is a workload field (chunk_tokens)."""
+    o, w = engine.overhead, engine.working
+    o_upd: dict = {}
+    w_upd: dict = {}
+    if memory_fraction is not None:
+        if o.memory_fraction is None:
+            from fitcalc.errors import InputError
+
+            raise InputError(f"{engine.display_name} has no memory-fraction setting",
+                             hint="--memory-fraction applies to vllm and sglang")
+        o_upd["memory_fraction"] = memory_fraction
+    if cuda_graphs is False:
+        o_upd["cuda_graphs_bytes"] = 0
+    if flash_attention is not None:
+        w_upd["attention"] = "flash" if flash_attention else "eager"
+    if logits_rows is not None and not isinstance(w.logits_rows, str):
+        w_upd.update(logits_rows=logits_rows, large_gpu_logits_rows=None)
+    if not o_upd and not w_upd:
+        return engine
+    return engine.model_copy(update={"overhead": o.model_copy(update=o_upd), "working": w.model_copy(update=w_upd)})

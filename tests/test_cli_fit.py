@@ -1,0 +1,60 @@
+"""`fitcalc fit` through the CLI: JSON shape, several GPUs, --check exit codes, bad input."""
+
+import json
+
+import pytest
+
+
+def test_fit_json_one_gpu(runner, app):
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "24GiB", "--engine", "llama.cpp", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    for key in ("fits", "required_bytes", "available_bytes", "max_context", "terms"):
+        assert key in doc
+    assert doc["available_bytes"] == 24 * 2**30
+    assert all({"id", "bytes"} <= set(t) for t in doc["terms"])
+    assert sum(t["bytes"] for t in doc["terms"]) == doc["required_bytes"]
+
+
+def test_fit_json_several_gpus_is_a_list(runner, app):
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "16GiB", "--gpu", "80GB", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert isinstance(doc, list) and len(doc) == 2
+    assert doc[1]["available_bytes"] == 80 * 10**9
+
+
+def test_fit_check_exit_codes(runner, app):
+    ok = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--check"])
+    assert ok.exit_code == 0, ok.output
+    bad = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "8GiB", "--check"])
+    assert bad.exit_code == 3  # docs/cli.md: 3 = does not fit
+    assert "DOES NOT FIT" in bad.stdout
+
+
+def test_fit_context_accepts_k_suffix(runner, app):
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--context", "128k", "--json"])
+    assert json.loads(r.stdout)["context"] == 131072
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--context", "0"], "--context"),
+    (["--context", "-5"], "count"),
+    (["--batch", "0"], "--batch"),
+    (["--engine", "vlm"], "vllm"),
+    (["--kv-dtype", "q3_k", "--engine", "vllm"], "kv"),
+    (["--gpu", "rtx-9090"], "GPU"),
+    (["--gpu", "24G"], "24GiB"),
+])
+def test_fit_bad_input_is_one_line(runner, app, args, needle):
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", *args])
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle.lower() in lines[0].lower(), r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_fit_warns_beyond_model_maximum(runner, app):
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--context", "256k"])
+    assert r.exit_code == 0
+    assert "exceeds" in r.stdout and "131,072" in r.stdout
