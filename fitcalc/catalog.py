@@ -48,25 +48,41 @@ def data_dir(name: str) -> Path:
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _UniqueKeyLoader(_Base):  # type: ignore[misc, valid-type]
-    """Safe loader that refuses a mapping with the same key twice."""
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise SpecError(
-                f"duplicate key {key!r} (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
-                hint="remove one of them", field=str(key),
-            )
-        seen[key] = key_node.start_mark.line
-    return {loader.construct_object(k, deep=True): loader.construct_object(v, deep=True) for k, v in node.value}
+def _duplicate_key(node: Any, path: tuple[str, ...] = (), visited: set[int] | None = None
+                   ) -> tuple[str, str] | None:
+    """The first mapping key given twice anywhere under ``node``: (dotted field path, message).
 
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    Checked on the composed node tree, before anything is constructed, because a plain
+    ``dict`` keeps the last value silently, and the tree still knows where each key sits.
+    Each node is visited once: YAML aliases share nodes, and may even point at an ancestor.
+    """
+    visited = set() if visited is None else visited
+    if id(node) in visited:
+        return None
+    visited.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = (key_node.tag, str(key_node.value))
+            line = key_node.start_mark.line + 1
+            field = ".".join((*path, str(key_node.value)))
+            if key in seen:
+                return field, f"duplicate key (lines {seen[key]} and {line})"
+            seen[key] = line
+            found = _duplicate_key(value_node, (*path, str(key_node.value)), visited)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            found = _duplicate_key(item, (*path, str(k)), visited)
+            if found is not None:
+                return found
+    return None
 
 
 def read_text_capped(path: Path, limit: int = MAX_DATA_FILE_BYTES, what: str = "data file") -> str:
@@ -91,17 +107,24 @@ def read_text_capped(path: Path, limit: int = MAX_DATA_FILE_BYTES, what: str = "
 
 
 def load_yaml_text(text: str, path: str = "<text>") -> Any:
+    """Parse one YAML document with the safe loader; duplicate keys are an error, not a last-wins."""
+    loader = _Base(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except SpecError as e:
-        raise SpecError(e.message.split(": ", 1)[-1] if e.field else e.message, e.hint, path=path,
-                        field=e.field) from None
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        dup = _duplicate_key(node)
+        if dup is not None:
+            raise SpecError(dup[1], hint="remove one of them", path=path, field=dup[0])
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(f"not valid YAML: {problem}", hint="check indentation and quoting", path=path,
                         field=where) from None
+    finally:
+        loader.dispose()
 
 
 def validation_error_to_spec_error(err: ValidationError, path: str) -> SpecError:
@@ -118,6 +141,11 @@ def validation_error_to_spec_error(err: ValidationError, path: str) -> SpecError
         hint = "add it (docs/data-files.md lists the fields)"
     else:
         hint = "see docs/data-files.md"
+        # pydantic's own messages ("Input should be greater than 0") do not say what was given;
+        # our value_error messages already do.
+        given = first.get("input")
+        if typ != "value_error" and isinstance(given, (bool, int, float, str)):
+            msg += f", got {given!r}"
     more = len(err.errors()) - 1
     if more:
         msg += f" (and {more} more error{'s' if more > 1 else ''})"

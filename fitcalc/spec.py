@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -138,6 +138,11 @@ class Architecture(Strict):
     attention_bias: bool = False  # biases on q, k, v projections
     attention_out_bias: bool = False  # bias on o_proj
     attention_output_gate: bool = False  # q_proj also emits a gate (Qwen3-Next gated attention)
+    # Checkpoint layout, not arithmetic: some families store q, k, v as one qkv_proj [(nh + 2 nkv) d, H]
+    # and gate, up as one gate_up_proj [2 I, H] (phi3: Phi-3, Phi-4). The weights are the same; the
+    # tensor count, and any quantizer that works per tensor, see one tensor instead of three/two.
+    fused_qkv: bool = False
+    fused_gate_up: bool = False
     attention_sinks: bool = False  # learned per-head softmax bias (gpt-oss): shape [heads], not cached tokens
     qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma 3)
     norm_kind: Literal["rmsnorm", "layernorm"] = "rmsnorm"
@@ -155,13 +160,18 @@ class Architecture(Strict):
     mtp: MTP | None = None
     torch_dtype: str = "bfloat16"
 
+    # A field validator (not the model check below) so that the error is reported against
+    # architecture.num_key_value_heads, the field a user has to change.
+    @field_validator("num_key_value_heads")
+    @classmethod
+    def _kv_divides_heads(cls, v: int, info: ValidationInfo) -> int:
+        heads = info.data.get("num_attention_heads")
+        if heads is not None and heads % v != 0:
+            raise ValueError(f"num_attention_heads ({heads}) is not divisible by num_key_value_heads ({v})")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> Architecture:
-        if self.num_attention_heads % self.num_key_value_heads != 0:
-            raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) is not divisible by "
-                f"num_key_value_heads ({self.num_key_value_heads})"
-            )
         if self.layer_types is not None and self.layer_pattern is not None:
             raise ValueError("give layer_types or layer_pattern, not both")
         if self.layer_types is not None and len(self.layer_types) != self.num_hidden_layers:

@@ -10,7 +10,8 @@ Counting conventions (docs/formulas.md, "Parameters"):
 * ``params_total``: every weight of the text model, embedding and lm_head included (both when
   untied, once when tied), MTP layers included when the checkpoint stores them.
 * ``params_active``: per token, as the gpt-oss model card counts it (Table 1): the embedding is
-  not active (a row lookup), the unembedding is; routed experts count k/E of their weights;
+  not active (a row lookup), the unembedding is (so a tied embedding, being both, is active);
+  routed experts count k/E of their weights;
   shared experts, attention, routers and norms count fully; MTP layers and extra groups
   (vision towers) are not active in text decoding.
 """
@@ -111,9 +112,12 @@ def _attention(inv: _Inventory, a: Architecture, p: str, i: int, group: str = "a
         return
     d = a.head_dim_resolved
     q_out = nh * d * (2 if a.attention_output_gate else 1)
-    _linear(inv, f"{p}.self_attn.q_proj", group, "q_proj", q_out, h, a.attention_bias, i)
-    _linear(inv, f"{p}.self_attn.k_proj", group, "k_proj", nkv * d, h, a.attention_bias, i)
-    _linear(inv, f"{p}.self_attn.v_proj", group, "v_proj", nkv * d, h, a.attention_bias, i)
+    if a.fused_qkv:
+        _linear(inv, f"{p}.self_attn.qkv_proj", group, "qkv_proj", q_out + 2 * nkv * d, h, a.attention_bias, i)
+    else:
+        _linear(inv, f"{p}.self_attn.q_proj", group, "q_proj", q_out, h, a.attention_bias, i)
+        _linear(inv, f"{p}.self_attn.k_proj", group, "k_proj", nkv * d, h, a.attention_bias, i)
+        _linear(inv, f"{p}.self_attn.v_proj", group, "v_proj", nkv * d, h, a.attention_bias, i)
     _linear(inv, f"{p}.self_attn.o_proj", group, "o_proj", h, nh * d, a.attention_out_bias, i)
     if a.qk_norm:
         _norm(inv, f"{p}.self_attn.q_norm", d, a, i)
@@ -144,9 +148,12 @@ def _dense_mlp(inv: _Inventory, a: Architecture, p: str, i: int, width: int, gro
                copies: int = 1, bias: bool | None = None) -> None:
     h = a.hidden_size
     b = a.mlp_bias if bias is None else bias
-    if a.mlp_gated:
-        _linear(inv, f"{p}.gate_proj", group, "gate_proj", width, h, b, i, copies)
-    _linear(inv, f"{p}.up_proj", group, "up_proj", width, h, b, i, copies)
+    if a.mlp_gated and a.fused_gate_up:
+        _linear(inv, f"{p}.gate_up_proj", group, "gate_up_proj", 2 * width, h, b, i, copies)
+    else:
+        if a.mlp_gated:
+            _linear(inv, f"{p}.gate_proj", group, "gate_proj", width, h, b, i, copies)
+        _linear(inv, f"{p}.up_proj", group, "up_proj", width, h, b, i, copies)
     _linear(inv, f"{p}.down_proj", group, "down_proj", h, width, b, i, copies)
 
 
@@ -304,8 +311,12 @@ def _entry_format(e: TensorEntry, recipe: RecipeSpec, layer: int | None, n_layer
 
 
 def _active_fraction(e: TensorEntry, arch: Architecture) -> Fraction:
-    if e.group == "embedding" or e.group == "mtp":
+    if e.group == "mtp":
         return Fraction(0)
+    if e.group == "embedding":
+        # A lookup touches one row, so the input embedding is not active; but a tied embedding
+        # is also the unembedding, which multiplies every row per token, like an lm_head.
+        return Fraction(1 if arch.tie_word_embeddings else 0)
     if e.group == "experts" and arch.moe is not None:
         return Fraction(arch.moe.experts_per_token, arch.moe.num_experts)
     return Fraction(1)
