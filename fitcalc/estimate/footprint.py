@@ -65,13 +65,13 @@ def _largest_packed(model: ModelSpec, recipe: RecipeSpec) -> int:
     a = model.architecture
     if a is None:
         return 0
-    from fitcalc.estimate.weights import _entry_format  # same format choice as the pricing
+    from fitcalc.estimate.weights import entry_format  # the same format choice as the pricing
 
     best = 0
     for e in tensor_inventory(a):
         if e.kind == "vector":
             continue
-        fmt = get_format(_entry_format(e, recipe, None, a.num_hidden_layers))
+        fmt = get_format(entry_format(e, recipe, None, a.num_hidden_layers))
         if not fmt.is_float and fmt.gguf_type not in (0, 1, 30):
             best = max(best, e.numel)
     return best

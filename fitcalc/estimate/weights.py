@@ -293,7 +293,7 @@ class WeightsBreakdown(BaseModel):
         return None
 
 
-def _entry_format(e: TensorEntry, recipe: RecipeSpec, layer: int | None, n_layers: int) -> str:
+def entry_format(e: TensorEntry, recipe: RecipeSpec, layer: int | None, n_layers: int) -> str:
     if e.dtype is not None:
         return e.dtype
     if e.kind == "vector":
@@ -331,10 +331,10 @@ def _price_entries(entries: list[TensorEntry], recipe: RecipeSpec, arch: Archite
         if recipe.more_bits and e.layers:
             split: dict[str, int] = {}
             for layer in e.layers:
-                fid = _entry_format(e, recipe, layer, n)
+                fid = entry_format(e, recipe, layer, n)
                 split[fid] = split.get(fid, 0) + 1
         else:
-            split = {_entry_format(e, recipe, None, n): max(1, len(e.layers))}
+            split = {entry_format(e, recipe, None, n): max(1, len(e.layers))}
         for fid, n_layers in split.items():
             b = tensor_bytes(get_format(fid), e.shape, copies=e.copies * n_layers)
             out.setdefault(e.group, {}).setdefault(fid, []).append((e, n_layers, b))
