@@ -74,31 +74,40 @@ def _is_gguf_recipe(model, recipe) -> bool:
 def resolve_devices(gpus: list[str] | None) -> tuple[list[tuple], list[str]]:
     """[(Device, count)] for the --gpu options; without any, the detected GPUs, else the defaults."""
     from fitcalc import catalog
-    from fitcalc.hardware import detect_gpus, parse_gpu_option
+    from fitcalc.hardware import detect_local, parse_gpu_option
     from fitcalc.spec import Device
 
     notes: list[str] = []
-    targets = []
+    out: list[tuple] = []
     if gpus:
         targets = [parse_gpu_option(g) for g in gpus]
     else:
-        found, reason = detect_gpus()
-        if found:
-            by_profile: dict[str, list] = {}
-            for d in found:
-                by_profile.setdefault(d.profile.id if d.profile else d.name, []).append(d)
-            for group in by_profile.values():
+        local = detect_local()
+        if local.gpus:
+            # identical GPUs are one configuration of `count` devices
+            groups: dict[tuple, list] = {}
+            for d in local.gpus:
+                groups.setdefault((d.matched_profile_id or d.name, d.budget_bytes), []).append(d)
+            targets = []
+            for (pid, budget), group in groups.items():
                 d = group[0]
-                targets.append(d.as_target(count=len(group)))
-            notes.append("GPUs detected on this machine: " + ", ".join(t.label for t in targets))
+                if d.matched_profile_id:
+                    t = parse_gpu_option(f"{d.matched_profile_id}:{len(group)}")
+                    targets.append(t.model_copy(update={"budget_bytes": budget, "label": d.name}))
+                else:
+                    out.append((Device.from_budget(budget, d.name), len(group)))
+            notes.append("GPUs detected on this machine: " + ", ".join(f"{len(g)} × {g[0].name}"
+                                                                        for g in groups.values()))
         else:
-            notes.append(f"no GPU detected ({reason}); showing popular GPUs (pass --gpu to choose)")
+            notes.append("no GPU detected on this machine; showing popular GPUs (choose with --gpu)")
             targets = [parse_gpu_option(g) for g in DEFAULT_GPUS if catalog.resolve_gpu_id(g)]
-    out = []
     for t in targets:
-        dev = Device.from_profile(t.profile) if t.profile is not None else Device.from_budget(t.budget_bytes, t.label)
-        if t.profile is not None and t.budget_bytes != dev.memory_bytes:
-            dev = dev.model_copy(update={"memory_bytes": t.budget_bytes})
+        if t.profile is not None:
+            dev = Device.from_profile(t.profile)
+            if t.budget_bytes != dev.memory_bytes:
+                dev = dev.model_copy(update={"memory_bytes": t.budget_bytes})
+        else:
+            dev = Device.from_budget(t.budget_bytes, t.label)
         out.append((dev, t.count))
     return out, notes
 
@@ -134,3 +143,51 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
 
 
 DEFAULT_CONTEXT = 8192  # fit's context when none is given (docs/cli.md): a common serving length
+class GpuRow(BaseModel):
+    """One catalog GPU as `fitcalc gpus` lists it. Bytes are exact ints; rates as published."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    display_name: str
+    vendor: str
+    aliases: list[str]
+    marketed_memory: str
+    memory_bytes: int  # as the driver reports it
+    memory_reported: str
+    reserved_bytes: int | None
+    usable_bytes: int | None
+    unified_memory: bool
+    gpu_working_set_bytes: int | None
+    budget_bytes: int  # what a plan checks against (per device)
+    budget_basis: str
+    bandwidth_bytes_per_s: int
+    dense_tflops: dict[str, float]
+    native_formats: list[str]
+    compute_capability: str | None
+    devices_per_package: int
+
+
+def gpus() -> list[GpuRow]:
+    """The bundled GPU profiles, one row each, sorted by vendor then id."""
+    from fitcalc import catalog
+
+    rows = []
+    for g in sorted(catalog.load_all_gpus(), key=lambda g: (g.vendor, g.id)):
+        rows.append(GpuRow(
+            id=g.id, display_name=g.display_name, vendor=g.vendor, aliases=list(g.aliases),
+            marketed_memory=g.marketed_memory, memory_bytes=g.memory_bytes, memory_reported=g.memory_reported,
+            reserved_bytes=g.reserved_bytes, usable_bytes=g.usable_bytes, unified_memory=g.unified_memory,
+            gpu_working_set_bytes=g.gpu_working_set_bytes, budget_bytes=g.planning_budget_bytes,
+            budget_basis=g.planning_budget_basis, bandwidth_bytes_per_s=g.bandwidth_bytes_per_s,
+            dense_tflops=dict(g.dense_tflops), native_formats=list(g.native_formats),
+            compute_capability=g.compute_capability, devices_per_package=g.devices_per_package,
+        ))
+    return rows
+
+
+def detect_gpus():  # -> fitcalc.hardware.LocalHardware
+    """The GPUs and RAM of this machine, each GPU matched to a catalog profile when possible."""
+    from fitcalc.hardware import detect_local
+
+    return detect_local()

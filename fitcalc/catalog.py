@@ -233,22 +233,97 @@ def gpu_ids() -> list[str]:
     return sorted(p.stem for p in data_dir("gpu_profiles").glob("*.yaml"))
 
 
+# Words that vendors put in front of a product name and people leave out when they type it:
+# "NVIDIA GeForce RTX 4090" and "rtx 4090" are the same GPU.
+_GPU_NAME_NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|radeon|instinct|intel|apple)\b|\(r\)|\(tm\)")
+
+
+def gpu_name_key(name: str) -> str:
+    """A GPU name reduced for lookups: lower case, vendor words and punctuation dropped.
+
+    ``"NVIDIA GeForce RTX 4090"``, ``"rtx-4090"`` and ``"RTX4090"`` all give ``"rtx4090"``.
+    """
+    text = _GPU_NAME_NOISE.sub(" ", name.lower())
+    return re.sub(r"[^a-z0-9]+", "", text)
+
+
+@lru_cache(maxsize=4)
+def _gpu_name_index_for(directory: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    index: dict[str, str] = {}
+    collisions: dict[str, list[str]] = {}
+    for key, fid in _gpu_names(Path(directory)):
+        if not key:
+            continue
+        if key in index and index[key] != fid:
+            collisions.setdefault(key, [index[key]]).append(fid)
+            continue
+        index.setdefault(key, fid)
+    return index, collisions
+
+
+def _gpu_names(d: Path) -> list[tuple[str, str]]:
+    """(key, id) for every id, alias and display name, read as text (no YAML parse)."""
+    pairs: list[tuple[str, str]] = []
+    for p in sorted(d.glob("*.yaml")):
+        fid = p.stem
+        pairs.append((gpu_name_key(fid), fid))
+        try:
+            text = p.read_text(encoding="utf-8")[:MAX_DATA_FILE_BYTES]
+        except OSError:
+            continue
+        for key, value in _LINE_RE.findall(text):
+            if key == "hf_repo":
+                continue
+            value = value.split(" #", 1)[0].strip()
+            if key == "aliases":
+                names = [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+            else:
+                names = [value.strip("'\"")]
+            pairs.extend((gpu_name_key(n), fid) for n in names)
+    return pairs
+
+
+def _gpu_name_index() -> dict[str, str]:
+    return _gpu_name_index_for(str(data_dir("gpu_profiles")))[0]
+
+
+def gpu_name_collisions() -> dict[str, list[str]]:
+    """Names that two profiles both claim (a data error; the test suite keeps this empty)."""
+    return _gpu_name_index_for(str(data_dir("gpu_profiles")))[1]
+
+
 def resolve_gpu_id(name: str) -> str | None:
+    """The profile id for an id, alias or display name, ignoring case, spacing and vendor words."""
     key = name.strip().lower()
-    if (data_dir("gpu_profiles") / f"{key}.yaml").is_file():
+    if key and (data_dir("gpu_profiles") / f"{key}.yaml").is_file():
         return key
-    idx = _name_index("gpu_profiles")
-    for cand in (key, key.replace(" ", "-"), key.replace("nvidia ", "").replace("geforce ", "")):
-        if cand in idx:
-            return idx[cand]
-    return None
+    return _gpu_name_index().get(gpu_name_key(name))
+
+
+def close_gpu_ids(name: str, n: int = 3) -> list[str]:
+    """Profile ids whose id or alias is closest to ``name``, best first (for error messages)."""
+    import difflib
+
+    index = _gpu_name_index()
+    want = gpu_name_key(name)
+    # A family typed on its own ("a100", "4060 ti") lists the parts whose id contains it,
+    # then the closest spellings of any id or alias.
+    out = [fid for fid in gpu_ids() if len(want) >= 3 and want in gpu_name_key(fid)]
+    for key in difflib.get_close_matches(want, list(index), n=12, cutoff=0.6):
+        if index[key] not in out:
+            out.append(index[key])
+    return out[:n]
+
+
+def unknown_gpu_error(name: str, hint: str | None = None) -> UnknownIdError:
+    return UnknownIdError("GPU", name, gpu_ids(), hint=hint, suggestions=close_gpu_ids(name))
 
 
 @lru_cache(maxsize=128)
 def load_gpu(name: str) -> GpuProfile:
     gid = resolve_gpu_id(name)
     if gid is None:
-        raise UnknownIdError("GPU", name, gpu_ids())
+        raise unknown_gpu_error(name)
     return load_model_file(data_dir("gpu_profiles") / f"{gid}.yaml", GpuProfile)
 
 
@@ -280,3 +355,10 @@ def load_engine(name: str):
     if eid is None:
         raise UnknownIdError("engine", name, engine_ids())
     return load_model_file(data_dir("engine_profiles") / f"{eid}.yaml", EngineProfile)
+def gpus_by_driver_name(name: str) -> list[GpuProfile]:
+    """Profiles whose ``driver_names`` include ``name`` (compared as ``gpu_name_key``).
+
+    Several profiles may share a driver name (memory variants); the caller picks by memory.
+    """
+    key = gpu_name_key(name)
+    return [g for g in load_all_gpus() if any(gpu_name_key(d) == key for d in g.driver_names)]

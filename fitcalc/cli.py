@@ -163,6 +163,33 @@ def recipes(json_out: JsonOpt = False) -> None:
         c.print(f"[bold]{r['id']:<10}[/bold] {r['description']}")
 
 
+@app.command(epilog="Examples:  fitcalc gpus   |   fitcalc gpus --json   |   fitcalc gpus --detect   |   "
+                    "fitcalc gpus --detect --json")
+@_handled
+def gpus(json_out: JsonOpt = False,
+         detect: Annotated[bool, typer.Option(
+             "--detect", "-d", help="list this machine's GPUs and RAM instead, each matched to a profile")] = False) -> None:
+    """List the GPU profiles (memory as the driver reports it), or detect this machine's GPUs."""
+    from fitcalc import api
+
+    if detect:
+        hw = api.detect_gpus()
+        if json_out:
+            _emit_json(hw)
+            return
+        from fitcalc.render import render_local_hardware
+
+        render_local_hardware(hw)
+        return
+    rows = api.gpus()
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.render import render_gpus
+
+    render_gpus(rows)
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False) -> None:
     if version:

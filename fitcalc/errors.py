@@ -51,11 +51,16 @@ class SpecError(FitcalcError):
 class UnknownIdError(FitcalcError):
     """An id not in a catalog; the message names the closest ids."""
 
-    def __init__(self, kind: str, given: str, known: Iterable[str], hint: str | None = None):
+    def __init__(self, kind: str, given: str, known: Iterable[str], hint: str | None = None,
+                 suggestions: list[str] | None = None):
         known = list(known)
-        close = difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
-        by_lower = {k.lower(): k for k in known}
-        close = [by_lower[c] for c in close]
+        if suggestions is not None:
+            # The caller ranked candidates itself (GPU names match on aliases, not ids).
+            close = list(suggestions)
+        else:
+            close = difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
+            by_lower = {k.lower(): k for k in known}
+            close = [by_lower[c] for c in close]
         if close:
             msg = f"unknown {kind} {given!r}; did you mean: {', '.join(close)}?"
         else:

@@ -164,3 +164,62 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
             for term in r.terms:
                 c.print(Text(term.explain, style="dim"), soft_wrap=True)
         c.print()
+# gpus
+# ---------------------------------------------------------------------------------------------
+
+
+def _mib(n: int) -> str:
+    """MiB exactly when whole (driver totals usually are), else to one decimal."""
+    whole, rest = divmod(n, 1 << 20)
+    return f"{whole:,}" if rest == 0 else f"{n / (1 << 20):,.1f}"
+
+
+def _tflops(rates: dict, key: str) -> str:
+    v = rates.get(key)
+    return "" if v is None else f"{v:g}"
+
+
+def render_gpus(rows, out: Console | None = None) -> None:
+    c = out or console()
+    t = Table(title="GPU profiles (memory as the driver reports it; TFLOPS dense)", title_justify="left")
+    for col, j in (("id", "left"), ("name", "left"), ("reported MiB", "right"), ("GiB", "right"),
+                   ("label", "left"), ("GB/s", "right"), ("BF16", "right"), ("FP8", "right"),
+                   ("native", "left")):
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    for r in rows:
+        gib_text = f"{to_unit(r.memory_bytes, 'GiB'):.2f}"
+        if r.unified_memory:
+            gib_text += f" (GPU {to_unit(r.budget_bytes, 'GiB'):.2f})"
+        bf16 = _tflops(r.dense_tflops, "bf16") or (
+            f"fp16 {_tflops(r.dense_tflops, 'fp16')}" if "fp16" in r.dense_tflops else "")
+        t.add_row(r.id, r.display_name, _mib(r.memory_bytes), gib_text, r.marketed_memory,
+                  f"{r.bandwidth_bytes_per_s / 1e9:g}", bf16, _tflops(r.dense_tflops, "fp8"),
+                  ",".join(f for f in r.native_formats if f in ("fp8", "mxfp4", "nvfp4")) or "-")
+    c.print(t)
+    c.print(Text("reported = nvidia-smi memory.total, rocm-smi/SYCL bytes, or RAM for unified memory "
+                 "(GPU working set in brackets); label = the vendor's, in GB. "
+                 "`fitcalc gpus --json` has every field.", style="dim"), soft_wrap=True)
+
+
+def render_local_hardware(hw, out: Console | None = None) -> None:
+    c = out or console()
+    if hw.gpus:
+        t = Table(title="GPUs on this machine", title_justify="left")
+        for col, j in (("#", "right"), ("name", "left"), ("total MiB", "right"), ("GiB", "right"),
+                       ("free GiB", "right"), ("driver", "left"), ("CC", "left"), ("profile", "left"),
+                       ("plan budget", "right")):
+            t.add_column(col, justify=j)  # type: ignore[arg-type]
+        for g in hw.gpus:
+            free = "" if g.memory_free_bytes is None else f"{to_unit(g.memory_free_bytes, 'GiB'):.2f}"
+            t.add_row(str(g.index), g.name, _mib(g.memory_total_bytes), f"{to_unit(g.memory_total_bytes, 'GiB'):.2f}",
+                      free, g.driver_version or "", g.compute_capability or "",
+                      g.matched_profile_id or "(raw budget)", gib(g.budget_bytes))
+        c.print(t)
+        for g in hw.gpus:
+            c.print(Text(f"#{g.index}: {g.match_note}; plan budget = {g.budget_basis}", style="dim"), soft_wrap=True)
+    if hw.system_memory is not None:
+        m = hw.system_memory
+        avail = "" if m.available_bytes is None else f", {gib(m.available_bytes)} available"
+        c.print(f"system RAM: {gib(m.total_bytes)} ({gb(m.total_bytes)}){avail}")
+    for n in hw.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)

@@ -330,6 +330,13 @@ class ModelSpec(Strict):
 
 NativeFormat = Literal["fp8", "mxfp4", "nvfp4", "int8", "bf16", "fp16"]
 
+# Keys of ``GpuProfile.dense_tflops``. A closed set so that a typo in a data file ("bf61")
+# is an error instead of a silently missing rate. fp32 is the shader rate and is only given
+# for parts without matrix units (Apple before M5).
+TflopsDtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "nvfp4", "int8"]
+
+Vendor = Literal["nvidia", "amd", "apple", "intel"]
+
 
 class Interconnect(Strict):
     kind: str  # nvlink3, nvlink4, nvlink5, pcie3, pcie4, pcie5, xgmi, c2c, none
@@ -337,13 +344,27 @@ class Interconnect(Strict):
 
 
 class GpuProfile(Strict):
-    """One accelerator. Memory is the bytes its driver reports; the marketing label sits beside it."""
+    """One accelerator as its driver shows it; the marketing label sits beside the reading.
+
+    Memory fields, from largest to smallest:
+      memory_bytes           what the driver reports as the total (nvidia-smi ``memory.total`` MiB x 2^20,
+                             rocm-smi / amdgpu bytes, SYCL global memory; Apple: ``hw.memsize``, all RAM)
+      reserved_bytes         nvidia-smi ``memory.reserved`` (driver and firmware), when a capture shows it
+      usable_bytes           the CUDA-visible total (``cudaMemGetInfo``), when measured exactly
+      gpu_working_set_bytes  unified memory only: Metal's ``recommendedMaxWorkingSetSize``, the GPU budget
+    ``planning_budget_bytes`` picks the one a plan is checked against.
+    """
 
     schema_version: Literal[1] = 1
     id: str
     display_name: str
-    aliases: list[str] = Field(default_factory=list)
-    vendor: Literal["nvidia", "amd", "apple", "intel"]
+    aliases: list[str] = Field(default_factory=list)  # what people type: "4090", "rtx 4090", "h100"
+    # Names the driver reports (NVML / nvidia-smi ``name``, amdsmi market name, Apple
+    # ``machdep.cpu.brand_string``). Used only to match detected devices; kept apart from
+    # ``aliases`` because one driver name can cover several memory sizes (RTX 4060 Ti 8/16 GB),
+    # which detection tells apart by memory and a typed alias cannot.
+    driver_names: list[str] = Field(default_factory=list)
+    vendor: Vendor
     family: str  # ampere, ada, hopper, blackwell, blackwell-consumer, turing, cdna2, cdna3, rdna3, apple-m, xe-hpg ...
     marketed_memory: str  # the label as sold, e.g. "24 GB GDDR6X"
     memory_bytes: PositiveInt  # as the driver reports it (nvidia-smi memory.total MiB x 2^20, rocm-smi bytes)
@@ -353,13 +374,17 @@ class GpuProfile(Strict):
     unified_memory: bool = False  # Apple/UMA: memory_bytes is system RAM; see gpu_working_set_bytes
     gpu_working_set_bytes: PositiveInt | None = None  # Apple recommendedMaxWorkingSetSize, when known
     bandwidth_bytes_per_s: PositiveInt
-    dense_tflops: dict[str, float] = Field(default_factory=dict)  # dense tensor TFLOP/s by dtype: bf16, fp16, fp8, fp4
+    dense_tflops: dict[TflopsDtype, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
     native_formats: list[NativeFormat] = Field(default_factory=list)
     compute_capability: str | None = None  # "8.9"; gfx942 for AMD
     sm_count: PositiveInt | None = None
+    # Driver-visible devices in one physical package: MI250X shows its two GCDs as two GPUs,
+    # a GB200 superchip carries two Blackwell GPUs. Every other number here is per device.
+    devices_per_package: PositiveInt = 1
     interconnect: Interconnect | None = None
     pcie_gen: PositiveInt | None = None
     power_w: PositiveInt | None = None
+    notes: str | None = None  # what is unknown or derived, in words
     sources: list[Source]
 
     @model_validator(mode="after")
@@ -367,7 +392,57 @@ class GpuProfile(Strict):
         check_id(self.id)
         if self.reserved_bytes is not None and self.reserved_bytes >= self.memory_bytes:
             raise ValueError("reserved_bytes must be smaller than memory_bytes")
+        if self.usable_bytes is not None and self.usable_bytes > self.memory_bytes:
+            raise ValueError("usable_bytes cannot exceed memory_bytes")
+        if self.gpu_working_set_bytes is not None:
+            if not self.unified_memory:
+                raise ValueError("gpu_working_set_bytes is for unified-memory devices (set unified_memory: true)")
+            if self.gpu_working_set_bytes > self.memory_bytes:
+                raise ValueError("gpu_working_set_bytes cannot exceed memory_bytes")
+        if not self.sources:
+            raise ValueError("a GPU profile needs at least one source")
         return self
+
+    @property
+    def planning_budget_bytes(self) -> int:
+        """The per-device memory a plan is checked against.
+
+        Discrete GPUs: the driver-reported total (``memory_bytes``). Not all of it is
+        allocatable: ``reserved_bytes`` goes to the driver and firmware and every process pays a
+        CUDA context; those are overhead terms of the estimate, not cuts to the budget, so
+        that each appears by name in the result. Unified memory: the GPU working set when
+        known, else all of RAM (an upper bound, flagged by ``planning_budget_basis``).
+        """
+        if self.unified_memory and self.gpu_working_set_bytes is not None:
+            return self.gpu_working_set_bytes
+        return self.memory_bytes
+
+    @property
+    def planning_budget_basis(self) -> str:
+        """Which reading ``planning_budget_bytes`` is, in words, for explanations."""
+        if self.unified_memory:
+            if self.gpu_working_set_bytes is not None:
+                return "GPU working set (Metal recommendedMaxWorkingSetSize)"
+            return "total unified memory (working set unknown; an upper bound)"
+        return "driver-reported total: " + self.memory_reported
+
+
+class GpuTarget(Strict):
+    """What a plan runs against: ``count`` devices of ``budget_bytes`` each.
+
+    Built from a catalog profile (``h100-sxm:8``) or from a raw budget (``24GiB:2``), in
+    which case ``profile`` is None and bandwidth and FLOPs are unknown.
+    """
+
+    profile: GpuProfile | None = None
+    count: PositiveInt = 1
+    budget_bytes: PositiveInt  # per device
+    label: str  # how the target is shown: "8 x NVIDIA H100 SXM 80GB", "2 x 24.00 GiB"
+    budget_basis: str  # where budget_bytes comes from, for explanations
+
+    @property
+    def total_budget_bytes(self) -> int:
+        return self.budget_bytes * self.count
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,8 +476,7 @@ class Device(Strict):
 
     @classmethod
     def from_profile(cls, p: GpuProfile) -> Device:
-        mem = p.gpu_working_set_bytes if (p.unified_memory and p.gpu_working_set_bytes) else p.memory_bytes
-        return cls(label=p.display_name, memory_bytes=mem, reserved_bytes=p.reserved_bytes,
+        return cls(label=p.display_name, memory_bytes=p.planning_budget_bytes, reserved_bytes=p.reserved_bytes,
                    native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, sm_count=p.sm_count,
                    unified_memory=p.unified_memory, profile_id=p.id)
 
