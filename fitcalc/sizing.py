@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from fitcalc.errors import InputError
 from fitcalc.estimate.weights import GroupWeights, derived_breakdown, weights_breakdown
@@ -51,14 +51,17 @@ class CheckRow(BaseModel):
     header_formats: dict[str, int]
     derived_formats: dict[str, int]
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def bytes_diff(self) -> int:
         return self.header_bytes - self.derived_bytes
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def params_diff(self) -> int:
         return self.header_params - self.derived_params
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def agrees(self) -> bool:
         return self.bytes_diff == 0 and self.params_diff == 0
