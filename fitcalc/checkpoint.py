@@ -401,13 +401,14 @@ class MtpLayout:
     num_layers: int
     own_embedding: bool
     own_head: bool
+    looks_like_mtp: bool  # the extra layers hold MTP's own tensors (eh_proj, enorm, hnorm, mtp.*)
 
 
 def hf_mtp_layout(table: CheckpointTable, num_hidden_layers: int) -> MtpLayout | None:
     """MTP layers the checkpoint actually stores (config.json may say one and a re-packed
     checkpoint may have dropped it; Qwen3-Next stores ``mtp.*`` without a config field)."""
     layers: set[int] = set()
-    embed = head = False
+    embed = head = mtp_own = False
     for t in table.tensors:
         n = _normalize_hf(t.name)
         m = _LAYER_RE.match(n)
@@ -416,14 +417,17 @@ def hf_mtp_layout(table: CheckpointTable, num_hidden_layers: int) -> MtpLayout |
             rest = m.group(2)
         elif n.startswith("mtp.layers."):
             layers.add(int(n.split(".")[2]) + num_hidden_layers if n.split(".")[2].isdigit() else num_hidden_layers)
+            mtp_own = True
             continue
         elif n.startswith("mtp."):
             layers.add(num_hidden_layers)
+            mtp_own = True
             continue
         else:
             continue
         embed = embed or rest.startswith("embed_tokens.")
         head = head or rest.startswith("shared_head.head.")
+        mtp_own = mtp_own or rest.startswith(("eh_proj.", "enorm.", "hnorm.", "shared_head."))
     if not layers:
         return None
-    return MtpLayout(num_layers=len(layers), own_embedding=embed, own_head=head)
+    return MtpLayout(num_layers=len(layers), own_embedding=embed, own_head=head, looks_like_mtp=mtp_own)

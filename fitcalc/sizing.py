@@ -132,8 +132,8 @@ def check_checkpoint(model: ModelSpec) -> CheckpointCheck:
         raise InputError(f"{model.id}: --check needs a model read from its files",
                          hint="give a checkpoint folder, a .safetensors or .gguf file, or a Hub repo id")
     if model.architecture is None:
-        raise InputError(f"{model.id}: --check needs the architecture, which could not be read",
-                         hint="; ".join(model.warnings) or "see the warnings")
+        raise InputError(f"{model.id}: --check needs the architecture, which could not be read from config.json",
+                         hint="run without --check for the header-exact sizes; its warning names the missing fields")
     header = weights_breakdown(model, model.native_recipe)
     derived = derived_breakdown(model, model.native_recipe)
     names = [g.name for g in header.groups] + [g.name for g in derived.groups if header.group(g.name) is None]

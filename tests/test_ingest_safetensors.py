@@ -298,3 +298,103 @@ def test_check_shows_a_difference(tmp_path, runner, app):
     assert not r.check.agree
     row = {x.group: x for x in r.check.rows}["lm_head"]
     assert (row.header_bytes, row.derived_bytes) == (0, 100 * 256 * 2)
+
+
+# --- DeepSeek-V3 layout (FP8 128x128 blocks, MLA, shared experts, first dense layer, MTP layer) --
+
+
+def _fp8(name, out, inp):
+    # weight F8_E4M3 [out, in] + weight_scale_inv F32 [ceil(out/128), ceil(in/128)]
+    return [(f"{name}.weight", "F8_E4M3", (out, inp)),
+            (f"{name}.weight_scale_inv", "F32", (-(-out // 128), -(-inp // 128)))]
+
+
+def test_deepseek_v3_layout_fp8_blocks_agree_with_the_derivation(tmp_path):
+    Hd, heads, q_lora, kv_lora, rope, nope, v = 512, 4, 384, 256, 64, 128, 128
+    E, W, inter, layers, vocab = 4, 256, 1024, 2, 1000
+    cfg = {"model_type": "deepseek_v3", "vocab_size": vocab, "hidden_size": Hd, "intermediate_size": inter,
+           "moe_intermediate_size": W, "num_hidden_layers": layers, "num_attention_heads": heads,
+           "num_key_value_heads": heads, "n_shared_experts": 1, "n_routed_experts": E, "num_experts_per_tok": 2,
+           "first_k_dense_replace": 1, "moe_layer_freq": 1, "q_lora_rank": q_lora, "kv_lora_rank": kv_lora,
+           "qk_rope_head_dim": rope, "qk_nope_head_dim": nope, "v_head_dim": v, "max_position_embeddings": 4096,
+           "topk_method": "noaux_tc", "num_nextn_predict_layers": 1, "tie_word_embeddings": False,
+           "torch_dtype": "bfloat16",
+           "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}}
+
+    def layer(i, dense):
+        p = f"model.layers.{i}"
+        t = [(f"{p}.input_layernorm.weight", "BF16", (Hd,)), (f"{p}.post_attention_layernorm.weight", "BF16", (Hd,)),
+             (f"{p}.self_attn.q_a_layernorm.weight", "BF16", (q_lora,)),
+             (f"{p}.self_attn.kv_a_layernorm.weight", "BF16", (kv_lora,))]
+        t += _fp8(f"{p}.self_attn.q_a_proj", q_lora, Hd) + _fp8(f"{p}.self_attn.q_b_proj", heads * (nope + rope), q_lora)
+        t += _fp8(f"{p}.self_attn.kv_a_proj_with_mqa", kv_lora + rope, Hd)
+        t += _fp8(f"{p}.self_attn.kv_b_proj", heads * (nope + v), kv_lora) + _fp8(f"{p}.self_attn.o_proj", Hd, heads * v)
+        if dense:
+            t += _fp8(f"{p}.mlp.gate_proj", inter, Hd) + _fp8(f"{p}.mlp.up_proj", inter, Hd)
+            t += _fp8(f"{p}.mlp.down_proj", Hd, inter)
+        else:
+            t += [(f"{p}.mlp.gate.weight", "BF16", (E, Hd)), (f"{p}.mlp.gate.e_score_correction_bias", "F32", (E,))]
+            for j in range(E):
+                t += _fp8(f"{p}.mlp.experts.{j}.gate_proj", W, Hd) + _fp8(f"{p}.mlp.experts.{j}.up_proj", W, Hd)
+                t += _fp8(f"{p}.mlp.experts.{j}.down_proj", Hd, W)
+            t += _fp8(f"{p}.mlp.shared_experts.gate_proj", W, Hd) + _fp8(f"{p}.mlp.shared_experts.up_proj", W, Hd)
+            t += _fp8(f"{p}.mlp.shared_experts.down_proj", Hd, W)
+        return t
+
+    tensors = [("model.embed_tokens.weight", "BF16", (vocab, Hd))] + layer(0, True) + layer(1, False)
+    # The MTP layer (index = num_hidden_layers): a MoE decoder layer plus its own embedding,
+    # enorm, hnorm, eh_proj [H, 2H], shared_head.norm and shared_head.head.
+    mtp = f"model.layers.{layers}"
+    tensors += layer(layers, False) + [
+        (f"{mtp}.embed_tokens.weight", "BF16", (vocab, Hd)), (f"{mtp}.enorm.weight", "BF16", (Hd,)),
+        (f"{mtp}.hnorm.weight", "BF16", (Hd,)), (f"{mtp}.shared_head.norm.weight", "BF16", (Hd,)),
+        (f"{mtp}.shared_head.head.weight", "BF16", (vocab, Hd))] + _fp8(f"{mtp}.eh_proj", Hd, 2 * Hd)
+    tensors += [("model.norm.weight", "BF16", (Hd,)), ("lm_head.weight", "BF16", (vocab, Hd))]
+    folder = ck.write_folder(tmp_path / "DeepSeek-V3-tiny", cfg, ck.split(tensors, 3), None)
+    r = api.size(str(folder), check=True)
+    assert r.check.agree, [x for x in r.check.rows if not x.agrees]
+    g = {x.name: x for x in r.groups}
+    # Scales are bytes, not parameters: the expert group counts E x 3 x W x H weights per MoE layer.
+    assert g["experts"].params == E * 3 * W * Hd
+    assert g["experts"].bytes == E * (3 * W * Hd + 3 * 2 * 4 * 4)  # 2x4 tiles per [256, 512] matrix
+    assert g["mtp"].params > 0 and not g["mtp"].resident
+    assert set(g["attention"].formats) == {"fp8-block128", "bf16"}
+
+
+def test_gemma3_multimodal_folder_keeps_the_vision_tower_apart(tmp_path):
+    cfg = {"model_type": "gemma3", "torch_dtype": "bfloat16",
+           "text_config": {"head_dim": 64, "hidden_size": 256, "intermediate_size": 512, "model_type": "gemma3_text",
+                           "num_attention_heads": 4, "num_hidden_layers": 6, "num_key_value_heads": 2,
+                           "sliding_window": 512, "vocab_size": 1000},
+           "vision_config": {"hidden_size": 128}}
+    tensors = [("language_model.model.embed_tokens.weight", "BF16", (1000, 256))]
+    for i in range(6):
+        p = f"language_model.model.layers.{i}"
+        tensors += [(f"{p}.self_attn.q_proj.weight", "BF16", (256, 256)), (f"{p}.self_attn.k_proj.weight", "BF16",
+                                                                           (128, 256)),
+                    (f"{p}.self_attn.v_proj.weight", "BF16", (128, 256)), (f"{p}.self_attn.o_proj.weight", "BF16",
+                                                                           (256, 256)),
+                    (f"{p}.self_attn.q_norm.weight", "BF16", (64,)), (f"{p}.self_attn.k_norm.weight", "BF16", (64,)),
+                    (f"{p}.mlp.gate_proj.weight", "BF16", (512, 256)), (f"{p}.mlp.up_proj.weight", "BF16", (512, 256)),
+                    (f"{p}.mlp.down_proj.weight", "BF16", (256, 512))]
+        tensors += [(f"{p}.{n}.weight", "BF16", (256,)) for n in ("input_layernorm", "post_attention_layernorm",
+                                                                   "pre_feedforward_layernorm",
+                                                                   "post_feedforward_layernorm")]
+    tensors += [("language_model.model.norm.weight", "BF16", (256,)),
+                ("vision_tower.vision_model.encoder.layers.0.self_attn.q_proj.weight", "BF16", (128, 128)),
+                ("multi_modal_projector.mm_input_projection_weight", "BF16", (128, 256))]
+    folder = ck.write_folder(tmp_path / "gemma-3-tiny", cfg, {"model.safetensors": tensors}, None)
+    r = api.size(str(folder), check=True)
+    g = {x.name: x for x in r.groups}
+    assert g["vision"].params == 128 * 128 + 128 * 256 and g["vision"].active_params == 0
+    assert "lm_head" not in g  # tied
+    assert r.check.agree, [x for x in r.check.rows if not x.agrees]
+
+
+def test_layers_past_the_config_without_mtp_tensors_are_flagged(tmp_path):
+    cfg = dict(ck.LLAMA_31_8B_CONFIG, num_hidden_layers=2, hidden_size=256, intermediate_size=512,
+               num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    tensors = ck.llama_tensors(layers=3, hidden=256, inter=512, heads=4, kv=2, vocab=100)
+    folder = ck.write_folder(tmp_path / "m", cfg, {"model.safetensors": tensors}, None)
+    r = api.size(str(folder))
+    assert any("disagree" in w for w in r.warnings)

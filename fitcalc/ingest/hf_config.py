@@ -597,6 +597,10 @@ def _with_stored_mtp(arch: Architecture, table: CheckpointTable, warnings: list[
             warnings.append(f"config.json names {arch.mtp.num_layers} MTP layer(s) but the checkpoint stores none")
             return arch.model_copy(update={"mtp": None})
         return arch
+    if not layout.looks_like_mtp and arch.mtp is None:
+        warnings.append(f"the headers hold {layout.num_layers} decoder layer(s) past num_hidden_layers = "
+                        f"{arch.num_hidden_layers} without MTP tensors (eh_proj, enorm): config.json and the "
+                        "weights disagree; they are counted as MTP layers")
     mtp = MTP(num_layers=layout.num_layers, own_embedding=layout.own_embedding, own_head=layout.own_head)
     if arch.mtp != mtp:
         return arch.model_copy(update={"mtp": mtp})

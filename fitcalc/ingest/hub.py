@@ -269,7 +269,12 @@ def fetch_hub_checkpoint(ref: str, settings: HubSettings | None = None) -> HubCh
     s = settings or HubSettings.from_env()
     repo, rev = split_ref(ref)
     hf = _hf()
+    from huggingface_hub import constants as hc
     from huggingface_hub import errors as he
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; its HTTP session refuses every request
+    # while that copy says offline. Keep it in step with the environment as it is now.
+    hc.HF_HUB_OFFLINE = s.offline
 
     offline = s.offline
     config_path: str | None = None
