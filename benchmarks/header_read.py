@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import checkpoints  # noqa: E402  (tests/checkpoints.py: the folder builders the tests use)
+from tests import checkpoints  # noqa: E402  (the folder builders the tests use)
 
 from fitcalc.ingest import resolve_model  # noqa: E402
 from fitcalc.ingest.safetensors import read_folder  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 from fitcalc import api
 from fitcalc.ingest import resolve_model
-from gguf_files import T, write_gguf
+from tests.gguf_files import T, write_gguf
 
 H, F, V, L = 256, 512, 1000, 2
 
@@ -216,3 +216,49 @@ def test_long_vocabulary_is_skipped_quickly(tmp_path):
     spec = resolve_model(str(f))
     assert time.perf_counter() - t < 1.0
     assert spec.architecture.vocab_size == 150_000  # from the token list's length
+
+
+def test_qwen3next_gguf_hybrid_layers_for_the_kv_cache(tmp_path):
+    # Gated DeltaNet blocks (ssm_*) with full attention every 4th block, as llama.cpp converts Qwen3-Next.
+    Hd, Ll, heads, kvh, hd, E, W = 256, 4, 4, 2, 64, 8, 64
+    nk, nv, dk, dv, K = 2, 4, 32, 32, 4
+    keys = [("add_uint32", "qwen3next.block_count", Ll), ("add_uint32", "qwen3next.context_length", 262144),
+            ("add_uint32", "qwen3next.embedding_length", Hd), ("add_uint32", "qwen3next.feed_forward_length", 512),
+            ("add_uint32", "qwen3next.attention.head_count", heads),
+            ("add_uint32", "qwen3next.attention.head_count_kv", kvh),
+            ("add_uint32", "qwen3next.attention.key_length", hd), ("add_uint32", "qwen3next.expert_count", E),
+            ("add_uint32", "qwen3next.expert_used_count", 2), ("add_uint32", "qwen3next.expert_feed_forward_length", W),
+            ("add_uint32", "qwen3next.expert_shared_feed_forward_length", W),
+            ("add_uint32", "qwen3next.ssm.conv_kernel", K), ("add_uint32", "qwen3next.ssm.state_size", dk),
+            ("add_uint32", "qwen3next.ssm.group_count", nk), ("add_uint32", "qwen3next.ssm.time_step_rank", nv),
+            ("add_uint32", "qwen3next.ssm.inner_size", nv * dv), ("add_uint32", "qwen3next.vocab_size", 1000),
+            ("add_uint32", "qwen3next.full_attention_interval", 4)]
+    ts = [("token_embd.weight", (1000, Hd), T.BF16)]
+    conv = 2 * nk * dk + nv * dv
+    for i in range(Ll):
+        b = f"blk.{i}"
+        ts += [(f"{b}.attn_norm.weight", (Hd,), T.F32), (f"{b}.post_attention_norm.weight", (Hd,), T.F32)]
+        if (i + 1) % 4:
+            ts += [(f"{b}.ssm_in.weight", (2 * nk * dk + 2 * nv * dv, Hd), T.BF16),
+                   (f"{b}.ssm_ba.weight", (2 * nv, Hd), T.BF16), (f"{b}.ssm_conv1d.weight", (conv, K), T.F32),
+                   (f"{b}.ssm_dt.bias", (nv,), T.F32), (f"{b}.ssm_a", (nv,), T.F32),
+                   (f"{b}.ssm_norm.weight", (dv,), T.F32), (f"{b}.ssm_out.weight", (Hd, nv * dv), T.BF16)]
+        else:
+            ts += [(f"{b}.attn_q.weight", (2 * heads * hd, Hd), T.BF16), (f"{b}.attn_k.weight", (kvh * hd, Hd), T.BF16),
+                   (f"{b}.attn_v.weight", (kvh * hd, Hd), T.BF16), (f"{b}.attn_output.weight", (Hd, heads * hd), T.BF16),
+                   (f"{b}.attn_q_norm.weight", (hd,), T.F32), (f"{b}.attn_k_norm.weight", (hd,), T.F32)]
+        ts += [(f"{b}.ffn_gate_inp.weight", (E, Hd), T.F32), (f"{b}.ffn_gate_exps.weight", (E, W, Hd), T.BF16),
+               (f"{b}.ffn_up_exps.weight", (E, W, Hd), T.BF16), (f"{b}.ffn_down_exps.weight", (E, Hd, W), T.BF16),
+               (f"{b}.ffn_gate_inp_shexp.weight", (Hd,), T.F32), (f"{b}.ffn_gate_shexp.weight", (W, Hd), T.BF16),
+               (f"{b}.ffn_up_shexp.weight", (W, Hd), T.BF16), (f"{b}.ffn_down_shexp.weight", (Hd, W), T.BF16)]
+    ts += [("output_norm.weight", (Hd,), T.F32), ("output.weight", (1000, Hd), T.BF16)]
+    path = tmp_path / "qwen3next.gguf"
+    write_gguf(path, "qwen3next", keys, ts)
+    a = resolve_model(str(path)).architecture
+    assert a.layer_kinds() == ["linear_attention"] * 3 + ["full_attention"]
+    la = a.linear_attention
+    assert (la.num_key_heads, la.num_value_heads, la.key_head_dim, la.value_head_dim, la.conv_kernel_size) == \
+        (nk, nv, dk, dv, K)
+    assert a.attention_output_gate and a.qk_norm and a.moe.shared_width == W and a.moe.shared_expert_gate
+    r = api.size(str(path), check=True)
+    assert all(x.params_diff == 0 for x in r.check.rows), [x for x in r.check.rows if x.params_diff]

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-import checkpoints as ck
+from tests import checkpoints as ck
 from fitcalc import api
 from fitcalc.ingest.hub import FIRST_RANGE
-from hubserver import HubServer, Repo, repo_from_folder, unused_port
+from tests.hubserver import HubServer, Repo, repo_from_folder, unused_port
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-import checkpoints as ck
+from tests import checkpoints as ck
 from fitcalc import api
 from fitcalc.checkpoint import CheckpointTable, TensorRecord, classify_hf
 from fitcalc.ingest import resolve_model

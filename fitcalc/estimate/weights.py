@@ -500,7 +500,9 @@ def _checkpoint_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakd
     terms: list[Term] = []
     notes: list[str] = []
     for g in sorted(ck.groups, key=lambda g: order.get(g.name, 99)):
-        if g.name in _NOT_ACTIVE:
+        if g.name == "embedding" and arch is not None and arch.tie_word_embeddings:
+            active = g.params  # a tied embedding is also the unembedding, used in full per token
+        elif g.name in _NOT_ACTIVE:
             active = 0
         elif g.name == "experts" and arch is not None and arch.moe is not None:
             active = g.params * arch.moe.experts_per_token // arch.moe.num_experts

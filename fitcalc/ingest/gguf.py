@@ -425,6 +425,9 @@ def architecture_from_gguf(kv: dict[str, Any], table: CheckpointTable, where: st
         # Phi-3 stores gate and up fused in ffn_up [2 x ffn]: still a gated MLP.
         a["mlp_gated"] = _has(names, "ffn_gate.weight", attn_layer) or arch == "phi3"
     a["mlp_bias"] = _has(names, "ffn_up.bias", attn_layer) or _has(names, "ffn_down.bias", attn_layer)
+    if "fused_qkv" in Architecture.model_fields and _has(names, "attn_qkv.weight", attn_layer) and not linear:
+        a["fused_qkv"] = True  # phi3 and others store q, k, v as one attn_qkv
+        a["fused_gate_up"] = arch == "phi3"
     if nextn:
         own_embed = any(t.name.endswith("nextn.embed_tokens.weight") for t in table.tensors)
         own_head = any(t.name.endswith("nextn.shared_head_head.weight") for t in table.tensors)

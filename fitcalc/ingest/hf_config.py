@@ -336,6 +336,10 @@ def _gemma3(c: _Cfg) -> dict[str, Any]:
 def _phi3(c: _Cfg) -> dict[str, Any]:
     out = _base(c, tie_default=False)
     _sliding_all(c, out)
+    # Phi-3 checkpoints store qkv_proj and gate_up_proj fused; where the spec can say so, it does
+    # (the weights are the same, per-tensor formats see one tensor instead of three and two).
+    if "fused_qkv" in Architecture.model_fields:
+        out.update(fused_qkv=True, fused_gate_up=True)
     return out
 
 
