@@ -4,6 +4,7 @@ The server serves the routes huggingface_hub calls; HF_ENDPOINT points at it and
 temporary folder. Expected totals are the published index figures (tests/checkpoints.py).
 """
 
+import json
 import time
 
 import pytest
@@ -72,7 +73,7 @@ def test_a_second_run_works_offline_and_without_the_server(hub, gpt_oss_folder, 
 def test_long_headers_take_a_second_range_request(hub, qwen3_moe_folder):
     # Qwen3-30B-A3B shards hold ~1,200 tensors each: headers of ~145 KB, past the first 100,000 bytes.
     hub.repos["Qwen/Qwen3-30B-A3B"] = repo_from_folder(qwen3_moe_folder)
-    r = api.size("Qwen/Qwen3-30B-A3B", check=True)  # auto: not bundled, so the Hub
+    r = api.size("Qwen/Qwen3-30B-A3B", source="hub", check=True)
     assert r.disk_bytes == ck.QWEN3_30B_A3B_TOTAL_SIZE == 61_064_245_248
     assert r.check.agree
     gets = _safetensors_gets(hub)
@@ -84,7 +85,7 @@ def test_revision_and_single_file_repo(hub, tmp_path):
     f = tmp_path / "model.safetensors"
     ck.write_safetensors(f, ck.llama_tensors(layers=2, hidden=256, inter=512, heads=4, kv=2, vocab=1000))
     cfg = tmp_path / "config.json"
-    cfg.write_text(__import__("json").dumps(dict(ck.LLAMA_31_8B_CONFIG, num_hidden_layers=2, hidden_size=256,
+    cfg.write_text(json.dumps(dict(ck.LLAMA_31_8B_CONFIG, num_hidden_layers=2, hidden_size=256,
                                                  intermediate_size=512, num_attention_heads=4,
                                                  num_key_value_heads=2, vocab_size=1000)))
     hub.repos["me/tiny"] = Repo(files={"config.json": cfg, "model.safetensors": f},

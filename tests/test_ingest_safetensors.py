@@ -13,6 +13,7 @@ import pytest
 from tests import checkpoints as ck
 from fitcalc import api
 from fitcalc.checkpoint import CheckpointTable, TensorRecord, classify_hf
+from fitcalc.errors import FitcalcError
 from fitcalc.ingest import resolve_model
 from fitcalc.ingest.safetensors import MAX_HEADER_BYTES, read_file_header
 
@@ -117,7 +118,7 @@ def test_unknown_family_names_the_kv_fields(tmp_path):
     assert r.disk_bytes > 0 and r.exact_source
     w = " ".join(r.warnings)
     assert "weirdformer" in w and "num_key_value_heads" in w and "head_dim" in w
-    with pytest.raises(Exception) as e:
+    with pytest.raises(FitcalcError) as e:
         api.size(str(folder), recipe="q4_k_m")
     assert "architecture" in str(e.value)
 
@@ -258,7 +259,7 @@ def test_a_lying_header_length_reads_nothing_past_the_prefix(tmp_path, monkeypat
         return fh
 
     monkeypatch.setattr(type(f), "open", counting_open)
-    with pytest.raises(Exception, match="cap"):
+    with pytest.raises(FitcalcError, match="cap"):
         read_file_header(f)
     assert sum(read) == 8
 
