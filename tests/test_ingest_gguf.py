@@ -9,6 +9,7 @@ import struct
 import pytest
 
 from fitcalc import api
+from fitcalc.errors import FitcalcError
 from fitcalc.ingest import resolve_model
 from tests.gguf_files import T, write_gguf
 
@@ -262,3 +263,33 @@ def test_qwen3next_gguf_hybrid_layers_for_the_kv_cache(tmp_path):
     assert a.attention_output_gate and a.qk_norm and a.moe.shared_width == W and a.moe.shared_expert_gate
     r = api.size(str(path), check=True)
     assert all(x.params_diff == 0 for x in r.check.rows), [x for x in r.check.rows if x.params_diff]
+
+
+def test_split_gguf_reads_every_part(tmp_path):
+    # gguf-split layout: part 1 holds the metadata and some tensors, part 2 the rest; both carry
+    # split.no / split.count / split.tensors.count.
+    common = [("add_uint16", "split.count", 2), ("add_int32", "split.tensors.count", 21)]
+    keys = [("add_uint32", "llama.block_count", L), ("add_uint32", "llama.context_length", 4096),
+            ("add_uint32", "llama.embedding_length", H), ("add_uint32", "llama.feed_forward_length", F),
+            ("add_uint32", "llama.attention.head_count", 4), ("add_uint32", "llama.attention.head_count_kv", 2),
+            ("add_uint32", "llama.vocab_size", V), ("add_uint16", "split.no", 0)] + common
+    first = [("token_embd.weight", (V, H), T.Q8_0)]
+    rest = []
+    for i in range(L):
+        b = f"blk.{i}"
+        (first if i == 0 else rest).extend([
+            (f"{b}.attn_norm.weight", (H,), T.F32), (f"{b}.attn_q.weight", (H, H), T.Q8_0),
+            (f"{b}.attn_k.weight", (128, H), T.Q8_0), (f"{b}.attn_v.weight", (128, H), T.Q8_0),
+            (f"{b}.attn_output.weight", (H, H), T.Q8_0), (f"{b}.ffn_norm.weight", (H,), T.F32),
+            (f"{b}.ffn_gate.weight", (F, H), T.Q8_0), (f"{b}.ffn_up.weight", (F, H), T.Q8_0),
+            (f"{b}.ffn_down.weight", (H, F), T.Q8_0)])
+    rest += [("output_norm.weight", (H,), T.F32), ("output.weight", (V, H), T.Q8_0)]
+    write_gguf(tmp_path / "m-00001-of-00002.gguf", "llama", keys, first)
+    write_gguf(tmp_path / "m-00002-of-00002.gguf", "llama", [("add_uint16", "split.no", 1)] + common, rest)
+    for part in ("m-00001-of-00002.gguf", "m-00002-of-00002.gguf"):  # either part names the whole model
+        r = api.size(str(tmp_path / part))
+        matrices = V * H * 2 + L * (2 * H * H + 2 * 128 * H + 3 * F * H)
+        assert r.disk_bytes == matrices // 32 * 34 + (2 * L + 1) * H * 4
+    (tmp_path / "m-00002-of-00002.gguf").unlink()
+    with pytest.raises(FitcalcError, match="missing"):
+        api.size(str(tmp_path / "m-00001-of-00002.gguf"))

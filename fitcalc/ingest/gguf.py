@@ -19,6 +19,7 @@ tied output) read from which tensors exist.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -483,11 +484,51 @@ def _file_type_name(kv: dict[str, Any]) -> str | None:
         return None
 
 
+_SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)
+
+
+def _with_splits(path: Path, h: GGUFHeader) -> GGUFHeader:
+    """A model split by llama.cpp's gguf-split (``name-00001-of-00003.gguf``, ``split.count`` key):
+    the tensor tables of every part, the metadata of the first."""
+    count = h.kv.get("split.count")
+    if not isinstance(count, int) or count <= 1:
+        return h
+    m = _SPLIT_RE.match(path.name)
+    if m is None or int(m["count"]) != count:
+        raise GGUFError(f"{path}: split.count is {count} but the name does not read NAME-0000k-of-{count:05d}.gguf",
+                        hint="keep the split files' names as gguf-split wrote them")
+    if int(m["no"]) != 1:
+        first = path.with_name(f"{m['stem']}-00001-of-{count:05d}.gguf")
+        if not first.is_file():
+            raise GGUFError(f"{path}: part 1 of the split ({first.name}) is not beside it",
+                            hint="give the first part; all parts must be in one folder")
+        return _with_splits(first, read_gguf_header(first))
+    tensors = list(h.table.tensors)
+    files = list(h.table.files)
+    format_of = dict(h.format_of)
+    seen = {t.name for t in tensors}
+    for k in range(2, count + 1):
+        part = path.with_name(f"{m['stem']}-{k:05d}-of-{count:05d}.gguf")
+        if not part.is_file():
+            raise GGUFError(f"{path}: split part {part.name} is missing", hint="download every part of the split")
+        ph = read_gguf_header(part)
+        for t in ph.table.tensors:
+            if t.name in seen:
+                raise GGUFError(f"{part}: tensor {t.name!r} is also in an earlier part")
+            seen.add(t.name)
+        tensors += ph.table.tensors
+        files += ph.table.files
+        format_of.update(ph.format_of)
+    table = CheckpointTable(kind="gguf", source=str(path), tensors=tensors, files=files, metadata=h.table.metadata)
+    return GGUFHeader(version=h.version, kv=h.kv, table=table, format_of=format_of, data_start=h.data_start)
+
+
 def load_gguf_model(path: Path) -> ModelSpec:
     """A ModelSpec from a GGUF file: the architecture from its keys, exact bytes from its tensor table."""
     from fitcalc.ingest.hf_config import slug
 
-    h = read_gguf_header(path)
+    h = _with_splits(path, read_gguf_header(path))
+    path = Path(h.table.source)
     arch, warnings = architecture_from_gguf(h.kv, h.table, str(path))
     roles = classify_gguf(h.table, arch.num_hidden_layers, h.format_of)
     checkpoint = summarize(h.table, roles)
