@@ -15,9 +15,14 @@ from fitcalc.ingest import SourceKind, resolve_model
 from fitcalc.sizing import SizeResult, size_model
 
 
-def size(model: str, recipe: str | None = None, source: SourceKind = "auto") -> SizeResult:
-    """Parameters and on-disk bytes per tensor group of ``model`` in ``recipe``."""
-    return size_model(resolve_model(model, source), recipe)
+def size(model: str, recipe: str | None = None, source: SourceKind = "auto", check: bool = False) -> SizeResult:
+    """Parameters and on-disk bytes per tensor group of ``model`` in ``recipe``.
+
+    ``model`` is a checkpoint folder, a .safetensors or .gguf file, a spec YAML, a bundled id or
+    a Hub repo id (see ``fitcalc.ingest.resolve_model``). With ``check``, the header-exact groups
+    of a model read from files are compared with the architecture's derivation.
+    """
+    return size_model(resolve_model(model, source), recipe, check=check)
 
 
 class ModelRow(BaseModel):

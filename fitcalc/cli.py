@@ -31,13 +31,15 @@ app = typer.Typer(
 # ---- shared options, declared once --------------------------------------------------------
 
 ModelArg = Annotated[str, typer.Argument(
-    metavar="MODEL", help="bundled id (gpt-oss-20b), Hub name (openai/gpt-oss-20b), or a path to a spec YAML")]
+    metavar="MODEL", help="a checkpoint folder (config.json + *.safetensors), a .safetensors or .gguf file, a spec "
+                          "YAML, a bundled id (gpt-oss-20b) or its Hub name, or a Hub repo id (org/name[@revision])")]
 RecipeOpt = Annotated[Optional[str], typer.Option(
     "--recipe", "-r", help="storage recipe: native (default), bf16, fp8, int4-awq, nf4, q4_k_m, ... "
                            "(`fitcalc recipes` lists them)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout and nothing else")]
 SourceOpt = Annotated[str, typer.Option(
-    "--source", help="where MODEL comes from: auto, catalog, local, hub", case_sensitive=False)]
+    "--source", help="where MODEL comes from: auto (a local path, then a bundled spec, then the Hub), "
+                     "local, catalog or hub", case_sensitive=False)]
 
 
 def _emit_json(obj: Any) -> None:
@@ -74,15 +76,19 @@ def _handled(fn: Callable) -> Callable:
 
 
 @app.command(epilog="Examples:  fitcalc size gpt-oss-20b --explain   |   fitcalc size openai/gpt-oss-120b --json"
-                    "   |   fitcalc size qwen3-8b --recipe q4_k_m")
+                    "   |   fitcalc size qwen3-8b --recipe q4_k_m   |   fitcalc size ./Qwen3-30B-A3B --check"
+                    "   |   fitcalc size model-Q4_K_M.gguf")
 @_handled
 def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
          explain: Annotated[bool, typer.Option("--explain", help="print the derivation term by term")] = False,
-         source: SourceOpt = "auto") -> None:
+         source: SourceOpt = "auto",
+         check: Annotated[bool, typer.Option(
+             "--check", help="for a model read from files: compare the header-exact bytes with the "
+                             "architecture-derived prediction, group by group")] = False) -> None:
     """Parameters and on-disk bytes per tensor group (GiB and GB), for a recipe."""
     from fitcalc import api
 
-    result = api.size(model, recipe, source=source.lower())  # type: ignore[arg-type]
+    result = api.size(model, recipe, source=source.lower(), check=check)  # type: ignore[arg-type]
     if json_out:
         _emit_json(result)
         return

@@ -20,9 +20,10 @@ sizes against the ``gguf`` package's own table and MXFP4/NVFP4/NF4 against the p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from fitcalc.errors import UnknownIdError
@@ -276,13 +277,68 @@ _ALIASES = {
 GGUF_BY_TYPE: dict[int, StorageFormat] = {f.gguf_type: f for f in _FORMATS if f.gguf_type is not None}
 
 
+# Checkpoints name their bit width and group size in quantization_config, and any of them can
+# occur (GPTQ 3/4/8 bits, groups of 32/64/128, FP8 tiles of 64 or 128), so these families take
+# their parameters from the id: int4-gptq-g64, int8-awq-g128, fp8-block64, int4-ct-g32.
+_PARAMETRIC = re.compile(r"^(?:int(?P<bits>[2-8])-(?P<kind>gptq|awq|ct)-g(?P<group>\d+)|fp8-block(?P<tile>\d+))$")
+
+
+@lru_cache(maxsize=64)
+def _parametric(fid: str) -> StorageFormat | None:
+    m = _PARAMETRIC.match(fid)
+    if m is None:
+        return None
+    if m["tile"]:
+        t = int(m["tile"])
+        if t <= 0:
+            return None
+        return StorageFormat(
+            id=fid, display_name=f"FP8 E4M3, {t}x{t} block scales", element_bits=8, native_compute="fp8",
+            fields=(LayoutField(name="weight_scale_inv_fp32", bits=32, per="tile", tile=(t, t)),),
+            source=f"fine-grained FP8: quantization_config weight_block_size [{t}, {t}]; "
+                   "weight_scale_inv fp32 [ceil(out/t), ceil(in/t)]",
+        )
+    bits, group, kind = int(m["bits"]), int(m["group"]), m["kind"]
+    if group <= 0:
+        return None
+    scale = LayoutField(name="scales_fp16", bits=16, per="block", elements=group)
+    if kind == "ct":
+        # compressed-tensors pack-quantized, symmetric: weight_packed int32, weight_scale per group,
+        # weight_shape int64[2] per tensor (no zero point).
+        return StorageFormat(
+            id=fid, display_name=f"INT{bits} compressed-tensors, group {group}", element_bits=bits,
+            fields=(scale, LayoutField(name="weight_shape_int64", bits=128, per="tensor")),
+            source="compressed-tensors pack-quantized: weight_packed int32 [out, in*bits/32], "
+                   "weight_scale [out, in/group], weight_shape int64 [2]",
+        )
+    fields = [scale, LayoutField(name=f"qzeros_int{bits}", bits=bits, per="block", elements=group)]
+    if kind == "gptq":
+        fields.append(LayoutField(name="g_idx_int32", bits=32, per="col"))
+    return StorageFormat(
+        id=fid, display_name=f"INT{bits} {kind.upper()}, group {group}", element_bits=bits, fields=tuple(fields),
+        source=("AutoGPTQ/GPTQModel packing: qweight int32, qzeros int32, scales fp16, g_idx int32 [in]"
+                if kind == "gptq" else "AutoAWQ GEMM packing: qweight int32, qzeros int32, scales fp16"),
+    )
+
+
 def get_format(fid: str) -> StorageFormat:
-    """A format by id (exact first), then by alias, then with '_' read as '-'."""
+    """A format by id (exact first), then by alias, then with '_' read as '-', then a parametric id."""
     key = fid.strip().lower()
     for cand in (key, _ALIASES.get(key), key.replace("_", "-")):
         if cand is not None and cand in FORMATS:
             return FORMATS[cand]
+    fmt = _parametric(key.replace("_", "-"))
+    if fmt is not None:
+        return fmt
     raise UnknownIdError("storage format", fid, FORMATS)
+
+
+def is_format(fid: str) -> bool:
+    try:
+        get_format(fid)
+    except UnknownIdError:
+        return False
+    return True
 
 
 def tensor_bytes(fmt: StorageFormat, shape: tuple[int, ...], copies: int = 1) -> int:

@@ -82,6 +82,10 @@ def render_size(result, explain: bool = False, out: Console | None = None) -> No
                      f"[{p.source}]", style="dim"), soft_wrap=True)
     for n in result.notes:
         c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    for w in result.warnings:
+        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+    if result.check is not None:
+        render_check(result.check, c)
     if explain:
         c.print()
         c.print("[bold]derivation[/bold]")
@@ -223,3 +227,26 @@ def render_local_hardware(hw, out: Console | None = None) -> None:
         c.print(f"system RAM: {gib(m.total_bytes)} ({gb(m.total_bytes)}){avail}")
     for n in hw.notes:
         c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+def render_check(check, out: Console | None = None) -> None:
+    """Header-exact vs derived, group by group; differences highlighted."""
+    c = out or console()
+    t = Table(title=f"--check: headers of {check.source} vs the architecture ({check.recipe})", title_justify="left",
+              show_footer=True)
+    t.add_column("group", footer="total")
+    t.add_column("header bytes", justify="right", footer=f"{check.header_bytes:,}")
+    t.add_column("derived bytes", justify="right", footer=f"{check.derived_bytes:,}")
+    t.add_column("Δ bytes", justify="right", footer=f"{check.header_bytes - check.derived_bytes:+,}")
+    t.add_column("header params", justify="right", footer=f"{check.header_params:,}")
+    t.add_column("Δ params", justify="right", footer=f"{check.header_params - check.derived_params:+,}")
+    for r in check.rows:
+        style = None if r.agrees else "bold red"
+        t.add_row(r.group, f"{r.header_bytes:,}", f"{r.derived_bytes:,}", f"{r.bytes_diff:+,}",
+                  f"{r.header_params:,}", f"{r.params_diff:+,}", style=style)
+    c.print(t)
+    if check.agree:
+        c.print(Text("headers and architecture agree to the byte and the parameter in every group", style="green"))
+    else:
+        for r in check.rows:
+            if not r.agrees and r.header_formats != r.derived_formats:
+                c.print(Text(f"{r.group}: header formats {r.header_formats} vs derived {r.derived_formats}",
+                             style="yellow"), soft_wrap=True)

@@ -44,7 +44,7 @@ class Source(Strict):
     """Where a number comes from. Every number in a data file is covered by one of these."""
 
     kind: Literal["datasheet", "hf_config", "hf_index", "paper", "model_card", "vendor_doc", "code", "measured",
-                  "derived", "issue"]
+                  "derived", "issue", "safetensors_header", "gguf_header"]
     url: str | None = None
     citation: str | None = None
     fields: list[str] = Field(default_factory=list)
@@ -298,6 +298,40 @@ class ExtraGroup(Strict):
     source: str
 
 
+class CheckpointGroup(Strict):
+    """One tensor group as the checkpoint's own headers state it: exact bytes, honest parameters."""
+
+    name: str
+    params: NonNegInt  # logical weights: a packed FP4 byte holds two, scales and zero points hold none
+    bytes: NonNegInt
+    tensors: NonNegInt
+    formats: dict[str, NonNegInt]  # storage format (a fitcalc format id where one fits) -> bytes
+
+
+class Checkpoint(Strict):
+    """Header-exact weights of a checkpoint read from its files (safetensors headers, a GGUF tensor table).
+
+    When a model carries one, its native sizes come from here and not from the architecture;
+    ``fitcalc size --check`` compares the two group by group.
+    """
+
+    kind: Literal["safetensors", "gguf"]
+    source: str  # the folder, file or Hub repo@commit the headers came from
+    files: PositiveInt
+    tensors: NonNegInt
+    groups: list[CheckpointGroup]
+    header_bytes_read: NonNegInt = 0  # what was read to get here (never the weights)
+    index_total_size: NonNegInt | None = None  # model.safetensors.index.json metadata.total_size, when given
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(g.bytes for g in self.groups)
+
+    @property
+    def total_params(self) -> int:
+        return sum(g.params for g in self.groups)
+
+
 class ModelSpec(Strict):
     schema_version: Literal[1] = 1
     id: str
@@ -311,11 +345,15 @@ class ModelSpec(Strict):
     published: Published | None = None
     notes: str | None = None
     sources: list[Source] = Field(default_factory=list)
+    # Set by readers of real files, never in a data file: the checkpoint's exact tensors by group,
+    # and what the reader could not determine (shown by every command that uses the model).
+    checkpoint: Checkpoint | None = None
+    warnings: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
         check_id(self.id)
-        if self.architecture is None and self.coarse is None:
+        if self.architecture is None and self.coarse is None and self.checkpoint is None:
             raise ValueError("a model spec needs an architecture block or a coarse block")
         return self
 

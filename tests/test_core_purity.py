@@ -7,7 +7,7 @@ import pytest
 
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
-        "fitcalc.exitcodes"]
+        "fitcalc.exitcodes", "fitcalc.checkpoint"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
 
 
@@ -27,3 +27,13 @@ def test_size_command_does_not_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_bundled_size_does_not_import_the_readers_of_real_files():
+    # huggingface_hub, gguf and numpy are for Hub ids and GGUF files only (lazy imports).
+    code = ("import sys\nfrom fitcalc.cli import app\nfrom typer.testing import CliRunner\n"
+            "r = CliRunner().invoke(app, ['size', 'gpt-oss-20b', '--json'])\n"
+            "assert r.exit_code == 0, r.output\n"
+            "print(','.join(m for m in ('huggingface_hub', 'gguf', 'numpy', 'httpx2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -24,6 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from fitcalc.errors import InputError
 from fitcalc.estimate.terms import Term, make_term
 from fitcalc.formats import get_format, tensor_bytes
 from fitcalc.recipes import pick_format, use_more_bits
@@ -344,7 +345,8 @@ def _price_entries(entries: list[TensorEntry], recipe: RecipeSpec, arch: Archite
 _GROUP_LABELS = {
     "embedding": "embedding", "attention": "attention", "linear_attention": "linear attention",
     "mlp": "dense MLP", "router": "router", "experts": "routed experts", "shared_experts": "shared experts",
-    "norms": "norms", "lm_head": "lm_head", "mtp": "MTP layers",
+    "norms": "norms", "lm_head": "lm_head", "mtp": "MTP layers", "vision": "vision tower and projector",
+    "other": "other tensors",
 }
 
 
@@ -378,8 +380,23 @@ def _explain_group(name: str, priced: dict[str, list[tuple[TensorEntry, int, int
 
 
 def weights_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
-    """Bytes and parameters per tensor group for ``model`` stored with ``recipe``."""
+    """Bytes and parameters per tensor group for ``model`` stored with ``recipe``.
+
+    A model read from real files carries its checkpoint's header-exact groups; its native
+    recipe is then priced from those, not derived (``derived_breakdown`` gives the derivation).
+    """
+    if model.checkpoint is not None and recipe.id == model.native_recipe.id:
+        return _checkpoint_breakdown(model, recipe)
+    return derived_breakdown(model, recipe)
+
+
+def derived_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
+    """Bytes and parameters per group derived from the architecture (or the coarse totals)."""
     if model.architecture is None:
+        if model.coarse is None:
+            raise InputError(
+                f"{model.id}: pricing recipe {recipe.id!r} needs the model's architecture, which could not be read",
+                hint="only the checkpoint's own (native) sizes are known; see the warnings for the missing fields")
         return _coarse_breakdown(model, recipe)
     arch = model.architecture
     entries = tensor_inventory(arch)
@@ -475,3 +492,49 @@ def _coarse_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
     return WeightsBreakdown(model=model.id, recipe=recipe.id, coarse=True, groups=groups, terms=terms,
                             notes=["coarse estimate: from total parameters and group shares only; the "
                                    "architecture form gives exact bytes"])
+
+
+# Groups whose weights are not used per decoded token: the embedding is a row lookup (as the
+# gpt-oss model card counts active parameters), MTP layers serve speculative decoding only, and
+# vision towers run on images, not on text tokens.
+_NOT_ACTIVE = {"embedding", "mtp", "vision"}
+
+
+def _checkpoint_breakdown(model: ModelSpec, recipe: RecipeSpec) -> WeightsBreakdown:
+    """Groups exactly as the checkpoint's headers state them (bytes and honest parameter counts)."""
+    ck = model.checkpoint
+    assert ck is not None
+    arch = model.architecture
+    order = {g: k for k, g in enumerate(_GROUP_LABELS)}
+    what = "safetensors headers" if ck.kind == "safetensors" else "GGUF tensor table"
+    groups: list[GroupWeights] = []
+    terms: list[Term] = []
+    notes: list[str] = []
+    for g in sorted(ck.groups, key=lambda g: order.get(g.name, 99)):
+        if g.name == "embedding" and arch is not None and arch.tie_word_embeddings:
+            active = g.params  # a tied embedding is also the unembedding, used in full per token
+        elif g.name in _NOT_ACTIVE:
+            active = 0
+        elif g.name == "experts" and arch is not None and arch.moe is not None:
+            active = g.params * arch.moe.experts_per_token // arch.moe.num_experts
+        else:
+            active = g.params
+        fmts = [f for f in g.formats]
+        groups.append(GroupWeights(name=g.name, params=g.params, active_params=active, bytes=g.bytes,
+                                   format="+".join(fmts[:2]), formats=dict(g.formats), tensors=g.tensors,
+                                   resident=g.name != "mtp"))
+        parts = " + ".join(f"{fid} {b:,} B" for fid, b in g.formats.items())
+        terms.append(make_term(
+            f"weights.{g.name}", f"weights: {_GROUP_LABELS.get(g.name, g.name)}", g.bytes, kind="exact",
+            formula="Σ over the group's tensors of the bytes their header states",
+            inputs={"params": g.params, "tensors": g.tensors},
+            explain=f"{g.name}: {g.tensors:,} tensors in the {what} ({parts})\n    = {g.bytes:,} B = "
+                    f"{format_both(g.bytes)}",
+            sources=(f"{what} of {ck.source}",),
+        ))
+    if arch is None and any(g.name == "experts" for g in ck.groups):
+        notes.append("active parameters count every expert: the experts per token are not known for this family")
+    notes.append(f"exact: {ck.tensors:,} tensors in {ck.files} file{'s' if ck.files > 1 else ''} "
+                 f"({what} of {ck.source}, {ck.header_bytes_read:,} header bytes read)")
+    return WeightsBreakdown(model=model.id, recipe=recipe.id, coarse=False, groups=groups, terms=terms,
+                            notes=notes)
