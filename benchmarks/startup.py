@@ -13,6 +13,7 @@ and the ratio to the baseline (target: size within 1.5x). Also checks that torch
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -28,9 +29,14 @@ CASES = {
 }
 
 
+# Users run with bytecode caching on; a sandbox's PYTHONDONTWRITEBYTECODE would make every run
+# recompile fitcalc's sources (tens of ms) and measure something nobody sees.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def wall(cmd: list[str]) -> float | None:
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     dt = time.perf_counter() - t
     return dt if r.returncode in (0, 3) else None
 
@@ -56,7 +62,7 @@ def main() -> None:
          "import sys, runpy; sys.argv=['fitcalc','size','gpt-oss-20b','--json'];\n"
          "from fitcalc import cli\ntry:\n cli.main()\nexcept SystemExit: pass\n"
          "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)"],
-        capture_output=True, text=True)
+        capture_output=True, text=True, env=ENV)
     print(probe.stderr.strip().splitlines()[-1])
 
 

@@ -26,7 +26,7 @@ def size(model: str, recipe: str | None = None, source: SourceKind = "auto", che
 
 
 class ModelRow(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     display_name: str
@@ -151,7 +151,7 @@ DEFAULT_CONTEXT = 8192  # fit's context when none is given (docs/cli.md): a comm
 class GpuRow(BaseModel):
     """One catalog GPU as `fitcalc gpus` lists it. Bytes are exact ints; rates as published."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     display_name: str

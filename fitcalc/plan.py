@@ -24,7 +24,7 @@ Verdict = Literal["fits", "tight", "does not fit"]
 
 
 class FitResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     recipe: str

@@ -13,7 +13,7 @@ from fitcalc.units import GB, GiB
 
 
 class GroupSize(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     params: int
@@ -28,7 +28,7 @@ class GroupSize(BaseModel):
 class PublishedCheck(BaseModel):
     """A figure the model's authors published next to ours."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     what: str
     published: float
@@ -41,7 +41,7 @@ class PublishedCheck(BaseModel):
 class CheckRow(BaseModel):
     """One group: what the checkpoint's headers state beside what the architecture predicts."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     group: str
     header_bytes: int
@@ -70,7 +70,7 @@ class CheckRow(BaseModel):
 class CheckpointCheck(BaseModel):
     """``size --check``: header-exact bytes and parameters against the architecture's derivation."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     source: str
     recipe: str  # the derived side's recipe (the checkpoint's native one, from quantization_config)
@@ -83,7 +83,7 @@ class CheckpointCheck(BaseModel):
 
 
 class SizeResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     display_name: str

@@ -25,7 +25,7 @@ DEFAULT_BAND: dict[str, float] = {
 
 
 class Term(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     label: str
@@ -57,7 +57,7 @@ def make_term(id: str, label: str, bytes: int, *, kind: TermKind = "exact", band
 class Footprint(BaseModel):
     """A list of terms and their sum, per placement."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     terms: list[Term]
 

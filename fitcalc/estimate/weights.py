@@ -249,7 +249,7 @@ def _mtp_entries(a: Architecture) -> list[TensorEntry]:
 
 
 class GroupWeights(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     params: int
@@ -262,7 +262,7 @@ class GroupWeights(BaseModel):
 
 
 class WeightsBreakdown(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     recipe: str
