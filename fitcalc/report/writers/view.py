@@ -169,7 +169,7 @@ def assertion_table(report: Report, failed_only: bool) -> Table:
 def counts_line(results: list[ScenarioResult]) -> str:
     n = {v: sum(r.fit.verdict == v for r in results) for v in VERDICTS}
     return (f"{len(results):,} scenarios: {n['fits']:,} fit, {n['tight']:,} tight (headroom within the estimate's "
-            f"uncertainty), {n['does not fit']:,} do not fit.")
+            f"uncertainty), {n['does not fit']:,} {'does' if n['does not fit'] == 1 else 'do'} not fit.")
 
 
 def unique_notes(report: Report) -> list[str]:
