@@ -112,7 +112,7 @@ def resolve_devices(gpus: list[str] | None) -> tuple[list[tuple], list[str]]:
             if t.budget_bytes != dev.memory_bytes:
                 dev = dev.model_copy(update={"memory_bytes": t.budget_bytes})
         else:
-            dev = Device.from_budget(t.budget_bytes, t.label)
+            dev = Device.from_budget(t.budget_bytes)  # per-device label; the count is shown beside it
         out.append((dev, t.count))
     return out, notes
 
@@ -196,3 +196,37 @@ def detect_gpus():  # -> fitcalc.hardware.LocalHardware
     from fitcalc.hardware import detect_local
 
     return detect_local()
+
+
+# ---------------------------------------------------------------------------------------------
+# report and check
+# ---------------------------------------------------------------------------------------------
+
+
+def report(spec_path: str, yes: bool = False, progress=None):
+    """Every scenario of a report spec (docs/report-spec.md) answered, with its assertions: a ``Report``.
+
+    ``yes`` lets a matrix past the spec's ``max_scenarios`` run; ``progress(done, total)`` is called
+    during the sweep.
+    """
+    from fitcalc.report.load import build_report
+
+    return build_report(spec_path, yes=yes, progress=progress)[2]
+
+
+def check(spec_path: str, yes: bool = False, baseline: str | None = None, progress=None):
+    """The report's assertions, and what grew or shrank since ``baseline`` (a JSON report): ``(Report, diff)``.
+
+    A spec without any assertion is an error: a gate that asserts nothing would always pass.
+    """
+    from fitcalc.errors import InputError
+    from fitcalc.report.baseline import compare
+    from fitcalc.report.checks import has_assertions
+    from fitcalc.report.load import build_report, read_json_report
+
+    old = read_json_report(baseline) if baseline else None
+    spec, _, rep = build_report(spec_path, yes=yes, progress=progress)
+    if not has_assertions(spec):
+        raise InputError(f"{spec_path}: the spec has no assertions to check",
+                         hint="add e.g. `assert: {must_fit: true}` (docs/report-spec.md)")
+    return rep, (compare(old, rep.scenarios) if old is not None else None)

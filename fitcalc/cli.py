@@ -194,6 +194,80 @@ def gpus(json_out: JsonOpt = False,
     from fitcalc.render import render_gpus
 
     render_gpus(rows)
+SpecArg = Annotated[str, typer.Argument(metavar="SPEC.yaml", help="report spec (docs/report-spec.md)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="run a matrix larger than the spec's max_scenarios")]
+
+
+@app.command(epilog="Examples:  fitcalc report fleet.yaml -o report.html   |   fitcalc report fleet.yaml "
+                    ">> \"$GITHUB_STEP_SUMMARY\"   |   fitcalc report fleet.yaml -o sizes.json")
+@_handled
+def report(spec: SpecArg,
+           output: Annotated[Optional[str], typer.Option(
+               "--output", "-o", metavar="OUT", help="file to write (replaced whole, never half-written); "
+                                                     "default or '-': stdout")] = None,
+           fmt: Annotated[Optional[str], typer.Option(
+               "--format", "-f", help="md, html, json or yaml; default: from OUT's suffix, md on stdout")] = None,
+           yes: YesOpt = False) -> None:
+    """Render a report of every scenario in SPEC: Markdown tables, HTML with charts, or JSON/YAML."""
+    from fitcalc import api
+    from fitcalc.render import SweepProgress
+    from fitcalc.report.output import check_writable, pick_format, write_atomic
+    from fitcalc.report.writers import FORMATS, render
+
+    kind = pick_format(output, fmt, FORMATS)
+    to_file = output is not None and output != "-"
+    if to_file:
+        check_writable(output)  # fail before the sweep, not after it
+    progress = SweepProgress()
+    try:
+        rep = api.report(spec, yes=yes, progress=progress)
+    finally:
+        progress.close()
+    text = render(rep, kind)
+    if to_file:
+        write_atomic(output, text)
+        from fitcalc.render import console
+
+        console(stderr=True).print(f"wrote {output} ({kind}, {len(rep.scenarios):,} scenarios)", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command(epilog="Examples:  fitcalc check fleet.yaml   |   fitcalc check fleet.yaml --junit sizing.xml   |   "
+                    "fitcalc check fleet.yaml --baseline main-report.json")
+@_handled
+def check(spec: SpecArg,
+          junit: Annotated[Optional[str], typer.Option(
+              "--junit", metavar="OUT.xml", help="also write the assertions as JUnit XML")] = None,
+          baseline: Annotated[Optional[str], typer.Option(
+              "--baseline", metavar="OLD.json", help="a previous `fitcalc report -o OLD.json`: "
+                                                     "show what grew or shrank")] = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="print passing assertions too")] = False,
+          yes: YesOpt = False) -> None:
+    """Check SPEC's assertions: exit 0 when all hold, 3 when any fails (one line each), 1 for a bad spec."""
+    from fitcalc import api
+    from fitcalc.render import SweepProgress
+    from fitcalc.report.baseline import diff_lines
+    from fitcalc.report.checks import summary_line
+    from fitcalc.report.output import check_writable, write_atomic
+
+    if junit:
+        check_writable(junit)
+    progress = SweepProgress()
+    try:
+        rep, diff = api.check(spec, yes=yes, baseline=baseline, progress=progress)
+    finally:
+        progress.close()
+    lines = [a.line() for a in rep.assertions if verbose or not a.ok]
+    lines.append(summary_line(rep.assertions, len(rep.scenarios)))
+    extra = diff_lines(diff, baseline) if diff is not None and baseline else []
+    sys.stdout.write("\n".join(lines + extra) + "\n")
+    if junit:
+        from fitcalc.report.writers.junit import render_junit
+
+        write_atomic(junit, render_junit(rep, extra))
+    if rep.failed:
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 
 @app.callback(invoke_without_command=True)

@@ -120,8 +120,17 @@ def context_warnings(p: Prepared, context: int) -> list[str]:
             f"(max_position_embeddings{how}); quality beyond it is not expected"]
 
 
-def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1) -> FitResult:
-    """Does ``workload`` fit on ``count`` identical ``device`` (tensor parallel when count > 1)?"""
+_SOLVE = object()
+
+
+def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1, *,
+               max_context: int | None | object = _SOLVE) -> FitResult:
+    """Does ``workload`` fit on ``count`` identical ``device`` (tensor parallel when count > 1)?
+
+    ``max_context``: the answer of ``solve_max_context`` for this prepared model, device, count and
+    workload, when the caller has it already. It does not depend on ``workload.context``, so a sweep
+    over contexts solves it once (fitcalc.report.matrix) instead of bisecting for every row.
+    """
     tp = count
     fp = estimate(p, device, workload, tp)
     required = fp.total_bytes
@@ -137,7 +146,7 @@ def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1) 
         split = min(tp, 1 if lay.mla_layers else lay.n_kv) if tp > 1 else 1
         per_token = -(-full // split) if full else 0
     limit = model_context_limit(p)
-    max_ctx = solve_max_context(p, device, workload, tp, limit)
+    max_ctx = solve_max_context(p, device, workload, tp, limit) if max_context is _SOLVE else max_context
     warnings = context_warnings(p, workload.context)
     if device.is_budget:
         warnings.append(f"{device.label}: a raw budget is taken as usable memory as given "

@@ -250,3 +250,53 @@ def render_check(check, out: Console | None = None) -> None:
             if not r.agrees and r.header_formats != r.derived_formats:
                 c.print(Text(f"{r.group}: header formats {r.header_formats} vs derived {r.derived_formats}",
                              style="yellow"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# report sweeps
+# ---------------------------------------------------------------------------------------------
+
+PROGRESS_MIN_SCENARIOS = 500  # below this a sweep takes well under a second: no bar
+
+
+class SweepProgress:
+    """A rich progress bar on stderr for a long sweep, then one line with the count and the time.
+
+    Call it as ``progress(done, total)``; it starts the bar on the first call of a sweep of at least
+    ``PROGRESS_MIN_SCENARIOS`` and stops it at ``done == total``. The bar is transient (it leaves no
+    trace in a terminal) and only drawn where stderr is a terminal; the closing line is always printed.
+    """
+
+    def __init__(self, label: str = "evaluating scenarios"):
+        self.label = label
+        self._bar = None
+        self._task = None
+        self._t0 = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if total < PROGRESS_MIN_SCENARIOS:
+            return
+        if not self._t0:
+            self._t0 = time.perf_counter()
+            c = console(stderr=True)
+            if c.is_terminal:  # elsewhere (CI logs, pipes) a bar is noise: only the closing line
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=c, transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task(self.label, total=total)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+        if done >= total:
+            self.close()
+            dt = time.perf_counter() - self._t0
+            console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
+
+    def close(self) -> None:
+        """Stop the bar (also when the sweep ends in an error)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

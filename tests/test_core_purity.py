@@ -7,7 +7,8 @@ import pytest
 
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
-        "fitcalc.exitcodes", "fitcalc.checkpoint"]
+        "fitcalc.exitcodes", "fitcalc.checkpoint", "fitcalc.report.spec", "fitcalc.report.result",
+        "fitcalc.report.matrix", "fitcalc.report.checks", "fitcalc.report.baseline"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
 
 

@@ -1,0 +1,68 @@
+"""The HTML report, read as text: self-contained, charts inline, tables, stable output.
+
+tests/report/test_html_browser.py loads the same file in a real browser.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ROOT / "tests" / "golden" / "report-small.yaml"
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    from fitcalc import api
+    from fitcalc.report.writers import render
+
+    return render(api.report(str(SMALL)), "html")
+
+
+def test_self_contained(page):
+    # No reference to anything outside the file: no scripts, stylesheets, images or fonts to fetch.
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(?:src|href)\s*=\s*["'](?!#|data:)""", page), "a src/href leaves the file"
+    assert "@import" not in page and "url(http" not in page
+    assert "@font-face" not in page  # matplotlib draws text as paths
+    # The only http(s) strings are XML namespace names inside the SVGs (never fetched).
+    urls = set(re.findall(r"https?://[^\s\"'<>)]+", page))
+    assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink", "http://purl.org/dc/elements/1.1/",
+                    "http://creativecommons.org/ns#", "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+                    "http://purl.org/dc/dcmitype/StillImage"}, urls
+
+
+def test_charts_are_inline_svg(page):
+    figures = re.findall(r'<figure class="chart" data-chart="([a-z-]+)" id="chart-\d+"><svg ', page)
+    # one memory chart for the model's 12 matrix rows, one for the named scenario, one max-context chart
+    assert figures == ["memory", "memory", "max-context"]
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "every id on the page is unique (the SVGs' ids are prefixed)"
+
+
+def test_tables_and_phone_and_print_styles(page):
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert "@media print" in page and "break-inside: avoid" in page
+    assert page.count('<div class="scroll"><table>') >= 4
+    assert '<span class="v v-does-not-fit">does not fit</span>' in page
+    assert "laptop-8g" in page
+
+
+def test_same_report_renders_the_same_bytes():
+    from fitcalc import api
+    from fitcalc.report.writers import render
+
+    rep = api.report(str(SMALL))
+    assert render(rep, "html") == render(rep, "html")
+
+
+def test_without_matplotlib_html_is_one_clear_error(runner, app, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    out = tmp_path / "r.html"
+    r = runner.invoke(app, ["report", str(SMALL), "-o", str(out)])
+    assert r.exit_code == 1
+    assert "matplotlib" in r.stderr and "fitcalc[html]" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()

@@ -1,0 +1,137 @@
+"""Evaluating a matrix: the same answers as `fitcalc fit`, with the shared work done once."""
+
+from pathlib import Path
+
+import pytest
+
+from fitcalc import api
+from fitcalc.errors import SpecError
+from fitcalc.report.load import CatalogResolver, build_report
+from fitcalc.report.matrix import Case, evaluate
+
+GiB = 2**30
+
+
+def write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "spec.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_every_row_matches_fit(tmp_path):
+    """Each scenario's numbers are exactly what `fitcalc fit` gives for the same inputs."""
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [8GiB, 16GiB, '12GiB:2', 80GB]\n"
+                           "contexts: [4k, 32k, 128k]\nbatches: [1, 4]\nengines: [llama.cpp, vllm]\n")
+    _, cases, rep = build_report(spec)
+    assert len(rep.scenarios) == 4 * 3 * 2 * 2
+    for c, r in zip(cases, rep.scenarios):
+        (ref,) = api.fit("gpt-oss-20b", [c.gpu], c.context, c.batch, c.engine)
+        got = r.fit
+        for key in ("required_bytes", "available_bytes", "headroom_bytes", "uncertainty_bytes", "verdict",
+                    "max_context", "kv_capacity_bytes", "count"):
+            assert getattr(got, key) == getattr(ref, key), (c.name, key)
+        assert [(t.id, t.bytes) for t in got.terms] == [(t.id, t.bytes) for t in ref.terms]
+
+
+def test_weights_add_up_to_the_published_checkpoint(tmp_path):
+    """llama.cpp loads gpt-oss-20b's MXFP4 as stored: the weights terms sum to the checkpoint's
+    13,761,264,768 bytes (model.safetensors.index.json total_size of openai/gpt-oss-20b)."""
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [8192]\nengines: [llama.cpp]\n")
+    (r,) = api.report(spec).scenarios
+    assert sum(t.bytes for t in r.fit.terms if t.id.startswith("weights.")) == 13_761_264_768
+    assert r.fit.available_bytes == 24 * GiB
+    assert r.fit.required_bytes == sum(t.bytes for t in r.fit.terms)
+    assert r.fit.headroom_bytes == 24 * GiB - r.fit.required_bytes
+
+
+def test_tensor_parallel_halves_the_weights(tmp_path):
+    """Two GPUs in tensor parallel hold half of each weight matrix each (ceil)."""
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, '24GiB:2']\ncontexts: [8192]\n"
+                           "engines: [llama.cpp]\n")
+    one, two = api.report(spec).scenarios
+    w1 = {t.id: t.bytes for t in one.fit.terms if t.id.startswith("weights.")}
+    w2 = {t.id: t.bytes for t in two.fit.terms if t.id.startswith("weights.")}
+    assert w2 == {k: -(-v // 2) for k, v in w1.items()}
+    assert two.fit.count == 2 and two.gpu == "24GiB:2"
+
+
+class CountingResolver(CatalogResolver):
+    def __init__(self):
+        super().__init__()
+        self.calls = {"model": 0, "device": 0, "engine": 0}
+
+    def model(self, text, source):
+        self.calls["model"] += 1
+        return super().model(text, source)
+
+    def device(self, gpu):
+        self.calls["device"] += 1
+        return super().device(gpu)
+
+    def engine(self, model, recipe, engine):
+        self.calls["engine"] += 1
+        return super().engine(model, recipe, engine)
+
+
+def test_lookups_and_solves_happen_once(monkeypatch):
+    import fitcalc.plan as plan
+
+    solves = []
+    real = plan.solve_max_context
+    monkeypatch.setattr(plan, "solve_max_context", lambda *a, **k: solves.append(1) or real(*a, **k))
+    gpus = ["8GiB", "16GiB", "24GiB"]
+    cases = [Case(f"c{i}", "matrix", "gpt-oss-20b", "auto", g, ctx, 1, "llama.cpp", "native", "auto", None)
+             for i, (g, ctx) in enumerate((g, c) for g in gpus for c in (1024, 4096, 16384, 65536))]
+    res = CountingResolver()
+    results, notes = evaluate(cases, res)
+    assert len(results) == 12 and notes == []
+    assert res.calls == {"model": 1, "device": 3, "engine": 1}
+    assert len(solves) == 3  # once per GPU: the max context does not depend on the context asked for
+    # and the cached answer is the one a fresh solve gives
+    for r in results:
+        (ref,) = api.fit("gpt-oss-20b", [r.gpu], r.fit.context, 1, "llama.cpp")
+        assert r.fit.max_context == ref.max_context
+
+
+def test_engine_without_the_kv_dtype_is_left_out_with_a_note(tmp_path):
+    # vLLM takes fp8 KV; llama.cpp does not (engine_profiles/llama.cpp.yaml kv.dtypes)
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [8192]\n"
+                           "engines: [vllm, llama.cpp]\nkv_dtypes: [auto, fp8]\n")
+    rep = api.report(spec)
+    assert [(r.fit.engine, r.kv_dtype_requested) for r in rep.scenarios] == [
+        ("vllm", "auto"), ("vllm", "fp8"), ("llama.cpp", "auto")]
+    assert rep.scenarios[1].fit.kv_dtype == "fp8-e4m3"
+    assert len(rep.notes) == 1 and "left out 1 matrix scenario" in rep.notes[0] and "fp8" in rep.notes[0]
+
+
+@pytest.mark.parametrize("text,field,needle", [
+    ("models: [gpt-oss-2b]\ngpus: [24GiB]\ncontexts: [8192]\n", "models[0]", "did you mean: gpt-oss-20b"),
+    ("models: [gpt-oss-20b]\ngpus: [24GiB, 24G]\ncontexts: [8192]\n", "gpus[1]", "24GiB"),
+    ("models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [8192]\nengines: [vlm]\n", "engines[0]",
+     "did you mean: vllm"),
+    ("models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [8192]\nrecipes: [q4_k_n]\n", "recipes[0]",
+     "did you mean: q4_k_m"),
+    ("models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [8192]\nengines: [vllm, llama.cpp]\nkv_dtypes: [fp88]\n",
+     "kv_dtypes[0]", "did you mean: fp8"),
+    ("scenarios:\n  - {name: s, model: gpt-oss-20b, gpu: 24GiB, context: 4096, engine: llama.cpp, "
+     "kv_dtype: fp8}\n", "scenarios[s].kv_dtype", "not taken by llama.cpp"),
+    ("scenarios:\n  - {name: s, model: gpt-oss-20b, gpu: 24GiB, context: 4096, engine: lama.cpp}\n",
+     "scenarios[s].engine", "did you mean: llama.cpp"),
+])
+def test_unknown_ids_name_the_field_and_the_closest_ids(tmp_path, text, field, needle):
+    with pytest.raises(SpecError) as e:
+        build_report(write(tmp_path, text))
+    line = e.value.one_line()
+    assert f": {field}: " in line, line
+    assert needle in line, line
+
+
+def test_model_path_is_relative_to_the_spec(tmp_path):
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "models").mkdir()
+    shutil.copy(root / "model_specs" / "gpt-oss-20b.yaml", tmp_path / "models" / "mine.yaml")
+    spec = write(tmp_path, "models: [models/mine.yaml]\ngpus: [24GiB]\ncontexts: [8192]\n")
+    (r,) = api.report(spec).scenarios
+    assert r.model == "models/mine.yaml" and r.fit.model == "gpt-oss-20b"
