@@ -7,7 +7,8 @@ import pytest
 
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
-        "fitcalc.exitcodes"]
+        "fitcalc.exitcodes", "fitcalc.plan", "fitcalc.calibration", "fitcalc.reconcile.model",
+        "fitcalc.reconcile.parsers", "fitcalc.reconcile.compare"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
 
 
