@@ -199,7 +199,8 @@ def _model_candidates(settings) -> list[str]:
         norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
         no_vendor = re.sub(r"^meta-", "", norm)
         for cand in (raw, base, stem, norm, no_vendor, re.sub(r"-(instruct|chat|it)$", "", no_vendor)):
-            if cand and cand not in out:
+            # a path on the machine that wrote the log names nothing here: only its last part is tried
+            if cand and cand not in out and not cand.startswith(("/", ".", "~")) and "\\" not in cand:
                 out.append(cand)
     return out
 
