@@ -119,8 +119,14 @@ def resolve_devices(gpus: list[str] | None) -> tuple[list[tuple], list[str]]:
 
 def fit(model: str, gpus: list[str] | None = None, context: int | None = None, batch: int = 1,
         engine: str | None = None, kv_dtype: str | None = None, recipe: str | None = None,
-        source: SourceKind = "auto", prompt_tokens: int | None = None):
-    """Fit verdicts, headroom, terms and max context for each GPU configuration."""
+        source: SourceKind = "auto", prompt_tokens: int | None = None, calibrated: bool | None = None,
+        store: str | None = None, engine_version: str | None = None):
+    """Fit verdicts, headroom, terms and max context for each GPU configuration.
+
+    ``calibrated`` scales terms by residuals stored from engine logs of the same engine, version
+    family and GPU family (``fitcalc reconcile --save``); ``None`` follows ``FITCALC_CALIBRATED``."""
+    import dataclasses
+
     from fitcalc import catalog
     from fitcalc.errors import InputError
     from fitcalc.estimate import prepare
@@ -140,9 +146,15 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
     devices, notes = resolve_devices(gpus)
     results = []
     for dev, count in devices:
-        r = fit_device(prepared, dev, workload, count)
-        if notes:
-            r = r.model_copy(update={"warnings": [*r.warnings, *notes]})
+        scales, info, why = calibration_for(eng.id, dev, calibrated, store, engine_version)
+        p = dataclasses.replace(prepared, scales=scales) if scales else prepared
+        r = fit_device(p, dev, workload, count)
+        extra = [*notes, *([why] if why else [])]
+        update: dict = {"calibration": info} if info else {}
+        if extra:
+            update["warnings"] = [*r.warnings, *extra]
+        if update:
+            r = r.model_copy(update=update)
         results.append(r)
     return results
 
@@ -230,3 +242,182 @@ def check(spec_path: str, yes: bool = False, baseline: str | None = None, progre
         raise InputError(f"{spec_path}: the spec has no assertions to check",
                          hint="add e.g. `assert: {must_fit: true}` (docs/report-spec.md)")
     return rep, (compare(old, rep.scenarios) if old is not None else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration (fit, plan)
+# ---------------------------------------------------------------------------------------------
+
+
+def calibration_for(engine_id: str, device, calibrated: bool | None = None, store: str | None = None,
+                    engine_version: str | None = None):
+    """Term scales from the calibration store for ``engine_id`` on ``device``'s GPU family.
+
+    Returns ``(scales, info, note)``: ``scales`` for ``fitcalc.estimate.prepare``; ``info`` to attach
+    to the result (``None`` when nothing applies); ``note`` says why nothing applies. ``calibrated``
+    ``None`` follows the ``FITCALC_CALIBRATED`` environment variable. ``plan`` uses it the same way.
+    """
+    from fitcalc import calibration, calibration_store
+
+    if calibrated is None:
+        calibrated = calibration_store.calibrated_by_env()
+    if not calibrated:
+        return (), None, None
+    path = calibration_store.store_path(store)
+    entries = calibration_store.load(path).entries
+    family = getattr(device, "family", None)
+    chosen, version = calibration.choose(entries, engine_id, family, engine_version)
+    if not chosen:
+        why = "a raw budget has no GPU family" if family is None else f"no residuals for {engine_id}"
+        if family is not None:
+            why += f" on {family}" + (f" (version {engine_version})" if engine_version else "")
+        return (), None, f"calibration requested but not applied: {why} (store: {path})"
+    info = calibration.info(chosen, engine_id, version, family, str(path))
+    return calibration.scales(info.factors), info, None
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile
+# ---------------------------------------------------------------------------------------------
+
+
+def _model_candidates(settings) -> list[str]:
+    """Names a log gives its model, turned into ids the catalog may know (most literal first)."""
+    import re
+
+    out: list[str] = []
+    for raw in (settings.model, settings.gguf_name, settings.model_path):
+        if not raw:
+            continue
+        base = raw.rstrip("/").replace("\\", "/").split("/")[-1]
+        stem = re.sub(r"\.gguf$", "", base, flags=re.I)
+        stem = re.sub(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", "", stem, flags=re.I)
+        norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
+        no_vendor = re.sub(r"^meta-", "", norm)
+        for cand in (raw, base, stem, norm, no_vendor, re.sub(r"-(instruct|chat|it)$", "", no_vendor)):
+            # a path on the machine that wrote the log names nothing here: only its last part is tried
+            if cand and cand not in out and not cand.startswith(("/", ".", "~")) and "\\" not in cand:
+                out.append(cand)
+    return out
+
+
+def _log_model(parsed, model: str | None, source: SourceKind):
+    from fitcalc import catalog
+    from fitcalc.errors import InputError
+
+    if model:
+        return resolve_model(model, source)
+    names = _model_candidates(parsed.settings)
+    for name in names:
+        mid = catalog.resolve_model_id(name)
+        if mid:
+            return catalog.load_model(mid)
+    said = next((n for n in (parsed.settings.model, parsed.settings.gguf_name, parsed.settings.model_path) if n),
+                None)
+    what = f"the log's model {said!r}" if said else "the log's model (it does not name one)"
+    raise InputError(f"cannot map {what} to a model spec",
+                     hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+
+
+def _log_device(parsed, gpu: str | None, device=None):
+    """The GPU the prediction plans against: ``device``, else --gpu, else what the log states. When
+    the log prints the GPU's total (vLLM 0.6-0.8), that total is used: it is CUDA's total, with the
+    driver's reserve already outside it."""
+    from fitcalc import catalog
+    from fitcalc.errors import InputError
+    from fitcalc.spec import Device
+    from fitcalc.units import format_bytes
+
+    st = parsed.settings
+    dev = device
+    if dev is None and gpu:
+        devices, _ = resolve_devices([gpu])
+        dev, count = devices[0]
+        if count > 1 and st.tp is None and parsed.engine == "vllm":
+            st.tp = count
+            st.sources["tp"] = f"--gpu {gpu}"
+    elif dev is None and st.gpu_name and catalog.resolve_gpu_id(st.gpu_name):
+        dev = Device.from_profile(catalog.load_gpu(st.gpu_name))
+    total = st.gpu_total_bytes
+    if total is not None:
+        label = (dev.label if dev is not None else "GPU") + f" ({format_bytes(total)} total, from the log)"
+        base = dev.model_dump() if dev is not None else {}
+        base.update(label=label, memory_bytes=total, reserved_bytes=0, is_budget=False)
+        return Device(**base)
+    if dev is not None:
+        return dev
+    if parsed.engine == "vllm":
+        raise InputError("the log does not state the GPU's memory, and vLLM's KV capacity depends on it",
+                         hint="pass --gpu (an id such as a100-40gb, or the GPU's total such as 40960MiB)")
+    free = st.gpu_free_bytes
+    name = st.gpu_name or "GPU"
+    if free:
+        return Device.from_budget(free, f"{name} ({format_bytes(free)} free at load, from the log)")
+    return Device.from_budget(1 << 40, f"{name} (memory unknown: pass --gpu for a verdict)")
+
+
+def _apply_overrides(parsed, overrides: dict[str, str] | None):
+    from fitcalc.errors import InputError
+    from fitcalc.reconcile.model import LogSettings
+
+    if not overrides:
+        return parsed
+    data = parsed.settings.model_dump()
+    sources = dict(data.pop("sources"))
+    known = sorted(k for k in LogSettings.model_fields if k not in ("sources", "kv_cells"))
+    for key, value in overrides.items():
+        if key not in known:
+            raise InputError(f"--set {key}: not a setting reconcile knows", hint="one of: " + ", ".join(known))
+        data[key] = value
+        sources[key] = f"--set {key}={value}"
+    try:
+        settings = LogSettings.model_validate({**data, "sources": sources})
+    except Exception as e:  # pydantic's ValidationError, as one line
+        first = getattr(e, "errors", lambda: [{"loc": ("?",), "msg": str(e)}])()[0]
+        raise InputError(f"--set {first['loc'][0]}: {first['msg']}", hint="e.g. --set n_cpu_moe=99") from None
+    return parsed.model_copy(update={"settings": settings})
+
+
+def reconcile(log: str, model: str | None = None, gpu: str | None = None, overrides: dict[str, str] | None = None,
+              save: bool = False, store: str | None = None, device=None, source: SourceKind = "auto",
+              max_bytes: int | None = None):
+    """Read an engine's start-up log, predict each memory figure it prints, and (with ``save``)
+    keep the residuals in the calibration store. ``device`` (a ``Device``) overrides ``gpu``."""
+    from fitcalc import catalog
+    from fitcalc.errors import InputError
+    from fitcalc.reconcile.compare import reconcile as compare
+    from fitcalc.reconcile.parsers import parse_lines
+    from fitcalc.reconcile.read import MAX_LOG_BYTES, LogReader
+
+    reader = LogReader(log, max_bytes=max_bytes or MAX_LOG_BYTES)
+    parsed = parse_lines(reader)
+    read_notes = reader.summary()
+    where = f" ({read_notes[0]})" if read_notes else ""
+    if parsed.engine is None:
+        raise InputError(f"{log}: no vLLM, llama.cpp or Ollama lines found{where}",
+                         hint="reconcile reads the start-up logs of vLLM (V0, V1), llama.cpp/llama-server and Ollama")
+    if not any(not f.engine_estimate and f.what != "file_size" for f in parsed.figures):
+        raise InputError(f"{log}: a {parsed.engine} log without memory lines{where}",
+                         hint="give the log from start-up until the engine is ready; the memory lines follow "
+                              "the model load")
+    parsed = _apply_overrides(parsed, overrides)
+    spec = _log_model(parsed, model, source)
+    dev = _log_device(parsed, gpu, device)
+    engine = catalog.load_engine(parsed.engine)
+    result = compare(parsed, spec, engine, dev, gpu_family=dev.family)
+    result = result.model_copy(update={"log": str(log), "log_sha256": reader.sha256,
+                                       "notes": [*read_notes, *result.notes]})
+    if save:
+        from fitcalc import calibration, calibration_store
+
+        path = calibration_store.store_path(store)
+        entries = calibration.entries_from(result, reader.sha256, calibration_store.today(),
+                                           log_name=str(log).replace("\\", "/").split("/")[-1])
+        added, skipped = calibration_store.append(path, entries)
+        note = []
+        if skipped:
+            note.append(f"{skipped} residual(s) of this log were already in the store")
+        if result.gpu_family is None:
+            note.append("no GPU family known (pass --gpu with a catalog id): fit cannot match these residuals")
+        result = result.model_copy(update={"saved": added, "store": str(path), "notes": [*result.notes, *note]})
+    return result

@@ -110,6 +110,18 @@ GpuOpt = Annotated[Optional[list[str]], typer.Option(
                         "(24GiB, 80GB); repeat for several. Default: detected GPUs, else popular ones")]
 
 
+CalibratedOpt = Annotated[Optional[bool], typer.Option(
+    "--calibrated/--uncalibrated", help="scale terms by residuals stored from engine logs of the same engine, "
+                                        "version family and GPU family (fitcalc reconcile --save); default: "
+                                        "on when FITCALC_CALIBRATED=1")]
+StoreOpt = Annotated[Optional[str], typer.Option(
+    "--store", help="calibration store file (default: $FITCALC_CALIBRATION, else "
+                    "$XDG_DATA_HOME/fitcalc/calibration.yaml)")]
+EngineVersionOpt = Annotated[Optional[str], typer.Option(
+    "--engine-version", help="with --calibrated: the engine version family to use (0.15, b6xxx); default: the "
+                             "newest stored")]
+
+
 @app.command(epilog="Examples:  fitcalc fit gpt-oss-20b --gpu rtx-4060-ti-16gb --engine llama.cpp   |   "
                     "fitcalc fit gpt-oss-120b --gpu h100-sxm --context 131072 --json   |   "
                     "fitcalc fit deepseek-r1 --gpu h200:8 --check")
@@ -118,13 +130,15 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None, json_out: JsonOpt = False,
         check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
         explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
-        source: SourceOpt = "auto") -> None:
+        source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
+        engine_version: EngineVersionOpt = None) -> None:
     """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
     from fitcalc import api
     from fitcalc.units import parse_count
 
     ctx = parse_count(context) if context is not None else None
-    results = api.fit(model, gpu, ctx, batch, engine, kv_dtype, recipe, source=source.lower())  # type: ignore[arg-type]
+    results = api.fit(model, gpu, ctx, batch, engine, kv_dtype, recipe, source=source.lower(),  # type: ignore[arg-type]
+                      calibrated=calibrated, store=store, engine_version=engine_version)
     if json_out:
         _emit_json(results[0] if len(results) == 1 else results)
     else:
@@ -133,6 +147,47 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         render_fit(results, explain=explain)
     if check and not all(r.fits for r in results):
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
+@app.command(epilog="Examples:  fitcalc reconcile vllm.log --gpu a100-40gb   |   "
+                    "fitcalc reconcile server.log --model gpt-oss-20b --set n_cpu_moe=99 --json   |   "
+                    "fitcalc reconcile ollama.log --save")
+@_handled
+def reconcile(
+    logfile: Annotated[str, typer.Argument(metavar="LOGFILE", help="an engine's start-up log (vLLM V0/V1, "
+                                                                   "llama.cpp/llama-server, Ollama)")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="the model, when the log's name for it is not in the catalog: an id, a Hub "
+                              "name or a spec YAML")] = None,
+    gpu: Annotated[Optional[str], typer.Option(
+        "--gpu", "-g", help="the GPU, when the log does not state its memory: an id (a100-40gb) or a total "
+                            "(40960MiB)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="a setting the log does not state, KEY=VALUE (n_cpu_moe=99, context=8192, tp=2, "
+                      "gpu_memory_utilization=0.95, recipe=q4_k_m); repeat for several")] = None,
+    json_out: JsonOpt = False,
+    save: Annotated[bool, typer.Option("--save", help="append the residuals to the calibration store")] = False,
+    store: StoreOpt = None,
+    source: SourceOpt = "auto",
+) -> None:
+    """Compare every memory figure an engine's log prints with fitcalc's prediction for the same settings."""
+    from fitcalc import api
+    from fitcalc.errors import InputError
+
+    overrides: dict[str, str] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set n_cpu_moe=99")
+        overrides[key.strip()] = value.strip()
+    result = api.reconcile(logfile, model=model, gpu=gpu, overrides=overrides, save=save, store=store,
+                           source=source.lower())  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(result)
+        return
+    from fitcalc.render import render_reconcile
+
+    render_reconcile(result)
 
 
 @app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from fitcalc.calibration import CalibrationInfo
 from fitcalc.estimate import Prepared, drafts, estimate, required_bytes
 from fitcalc.estimate.terms import Term
 from fitcalc.spec import Device, Workload
@@ -50,6 +51,7 @@ class FitResult(BaseModel):
     kv_capacity_tokens: int | None  # that capacity in tokens at full-attention cost
     terms: list[Term]
     warnings: list[str]
+    calibration: CalibrationInfo | None = None  # set when terms were scaled by stored engine-log residuals
 
 
 def verdict_of(headroom: int, uncertainty: int) -> Verdict:

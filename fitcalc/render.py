@@ -162,6 +162,8 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
             c.print(f"max context at batch {r.batch}: {r.max_context:,} tokens{lim}; KV capacity "
                     f"{gib(r.kv_capacity_bytes)}" + (f" ≈ {r.kv_capacity_tokens:,} tokens" if r.kv_capacity_tokens
                                                      else ""))
+        if r.calibration is not None:
+            c.print(Text(r.calibration.note, style="cyan"), soft_wrap=True)
         for w in r.warnings:
             c.print(Text(f"note: {w}", style="yellow"), soft_wrap=True)
         if explain:
@@ -300,3 +302,64 @@ class SweepProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile
+# ---------------------------------------------------------------------------------------------
+
+
+def _amount(row, which: str) -> str:
+    if row.unit == "tokens":
+        v = row.logged_tokens if which == "logged" else row.predicted_tokens
+        return "" if v is None else f"{v:,} tok"
+    v = row.logged_bytes if which == "logged" else row.predicted_bytes
+    return "" if v is None else format_bytes(v, "iec", 2)
+
+
+def _device(row, engine: str) -> str:
+    if row.device is not None:
+        return row.device
+    if row.id and row.id.endswith("(file)"):
+        return "file"
+    return "per GPU" if engine == "vllm" else "all"
+
+
+def render_reconcile(result, out: Console | None = None) -> None:
+    c = out or console()
+    version = result.version or "version not printed"
+    if result.version_family and not result.version:
+        version += f"; line formats of {result.version_family}"
+    head = Text(f"{result.engine} ({version})", style="bold")
+    head.append(f" — {result.model}, recipe {result.recipe}, on {result.device}")
+    c.print(head, soft_wrap=True)
+    used = ", ".join(f"{k} {v}" for k, v in result.settings.items() if v is not None)
+    c.print(Text(f"settings: {used}; KV {result.kv_dtype}", style="dim"), soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    t.add_column("figure")
+    for col in ("device", "logged", "fitcalc", "diff", "%"):
+        t.add_column(col, justify="left" if col == "device" else "right", no_wrap=True)
+    t.add_column("fitcalc term", no_wrap=True)
+    for r in result.rows:
+        diff = ""
+        if r.diff is not None:
+            diff = f"{r.diff:+,} tok" if r.unit == "tokens" else ("+" if r.diff >= 0 else "-") + format_bytes(
+                abs(r.diff), "iec", 2)
+        pct = "" if r.diff_pct is None else f"{r.diff_pct:+.1f}%" + (" ≈" if r.within_rounding else "")
+        label = r.label + (" *" if not r.calibratable and (r.predicted_bytes or r.predicted_tokens) else "")
+        t.add_row(label, _device(r, result.engine), _amount(r, "logged"), _amount(r, "predicted"), diff, pct,
+                  r.id or "— not modelled")
+    c.print(t)
+    c.print(Text("diff = fitcalc − logged; ≈ within the rounding of the printed figure; * not kept as "
+                 "calibration", style="dim"), soft_wrap=True)
+    for a in result.assumptions:
+        c.print(Text(f"assumed: {a}", style="yellow"), soft_wrap=True)
+    for w in result.warnings:
+        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+    for n in result.notes:
+        c.print(Text(f"note: {n}", style="dim"), soft_wrap=True)
+    for r in result.rows:
+        if r.note:
+            c.print(Text(f"line {r.line} ({r.label}): {r.note}", style="dim"), soft_wrap=True)
+    if result.saved is not None:
+        c.print(f"saved {result.saved} residual(s) to {result.store}")

@@ -8,7 +8,10 @@ import pytest
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
         "fitcalc.exitcodes", "fitcalc.checkpoint", "fitcalc.report.spec", "fitcalc.report.result",
-        "fitcalc.report.matrix", "fitcalc.report.checks", "fitcalc.report.baseline"]
+        "fitcalc.report.matrix", "fitcalc.report.checks", "fitcalc.report.baseline", "fitcalc.plan",
+        "fitcalc.calibration", "fitcalc.reconcile.model", "fitcalc.reconcile.parsers", "fitcalc.reconcile.compare",
+        "fitcalc.estimate.footprint", "fitcalc.estimate.kvcache", "fitcalc.estimate.activations",
+        "fitcalc.estimate.overhead", "fitcalc.engines"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
 
 

@@ -40,6 +40,8 @@ class Prepared:
     largest_packed_matrix: int
     layers: int | None  # a partial stack of the first `layers` decoder layers (verify)
     include_embeddings: bool
+    # Calibration: (term id or "group.*" pattern, factor) pairs applied to every draft (fitcalc.calibration).
+    scales: tuple[tuple[str, float], ...] = ()
     # Weight drafts depend on the device only through (native MXFP4?, raw budget?, TP): memoized.
     _weight_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -78,7 +80,8 @@ def _largest_packed(model: ModelSpec, recipe: RecipeSpec) -> int:
 
 
 def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EngineProfile, kv_dtype: str | None = None,
-            layers: int | None = None, include_embeddings: bool = True) -> Prepared:
+            layers: int | None = None, include_embeddings: bool = True,
+            scales: tuple[tuple[str, float], ...] = ()) -> Prepared:
     r = resolve_recipe(model, recipe)
     m = truncated_model(model, layers) if layers is not None else model
     w = weights_breakdown(m, r)
@@ -92,7 +95,7 @@ def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EnginePro
     lay = kv_layout(a, engine, fmt) if (a is not None and fmt is not None) else None
     return Prepared(model=m, recipe=r, engine=engine, weights=w, kv_fmt=fmt, kv=lay,
                     largest_packed_matrix=_largest_packed(m, r), layers=layers,
-                    include_embeddings=include_embeddings)
+                    include_embeddings=include_embeddings, scales=tuple(scales))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +198,35 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> list
     r = ovh.engine_reserve_draft(e, device, usable)
     if r is not None:
         out.append(r)
+    if p.scales:
+        out = [_scaled(d, p.scales) for d in out]
     return out
+
+
+def scale_for(term_id: str, scales: tuple[tuple[str, float], ...]) -> float | None:
+    """The calibration factor of ``term_id``: an exact id wins over a ``group.*`` pattern."""
+    exact = [f for pat, f in scales if pat == term_id]
+    if exact:
+        return exact[0]
+    group = [f for pat, f in scales if pat.endswith(".*") and term_id.startswith(pat[:-1])]
+    return group[0] if group else None
+
+
+def _scaled(d: Draft, scales: tuple[tuple[str, float], ...]) -> Draft:
+    tid, n, build = d
+    f = scale_for(tid, scales)
+    if f is None:
+        return d
+    m = round(n * f)
+
+    def rebuilt(build=build, m=m, f=f) -> Term:
+        t = build()
+        return t.model_copy(update={"bytes": m, "kind": "calibrated", "label": t.label + " (calibrated)",
+                                    "inputs": {**t.inputs, "calibration_factor": round(f, 6)},
+                                    "explain": t.explain + f"\n    × {f:.4f} (calibration from engine logs) "
+                                                           f"→ {m:,} B"})
+
+    return (tid, m, rebuilt)
 
 
 def required_bytes(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> int:
