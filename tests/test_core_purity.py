@@ -7,8 +7,9 @@ import pytest
 
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
-        "fitcalc.exitcodes"]
-FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
+        "fitcalc.exitcodes", "fitcalc.engines", "fitcalc.plan", "fitcalc.flags", "fitcalc.estimate.placement",
+        "fitcalc.estimate.speed"]
+FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib", "psutil"]
 
 
 @pytest.mark.parametrize("module", CORE)
@@ -20,9 +21,11 @@ def test_core_module_imports_nothing_forbidden(module):
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
 
 
-def test_size_command_does_not_import_torch():
+@pytest.mark.parametrize("args", [["size", "gpt-oss-20b", "--json"],
+                                  ["plan", "gpt-oss-20b", "--gpu", "24GiB", "--ram", "64GiB", "--json"]])
+def test_calculator_commands_do_not_import_torch(args):
     code = ("import sys\nfrom fitcalc.cli import app\nfrom typer.testing import CliRunner\n"
-            "r = CliRunner().invoke(app, ['size', 'gpt-oss-20b', '--json'])\n"
+            f"r = CliRunner().invoke(app, {args!r})\n"
             "assert r.exit_code == 0, r.output\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
