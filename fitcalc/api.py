@@ -421,3 +421,98 @@ def reconcile(log: str, model: str | None = None, gpu: str | None = None, overri
             note.append("no GPU family known (pass --gpu with a catalog id): fit cannot match these residuals")
         result = result.model_copy(update={"saved": added, "store": str(path), "notes": [*result.notes, *note]})
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_GPUS = 16  # the bound `plan` searches for the GPU count when none is given
+
+
+def detect_ram_bytes() -> int | None:
+    """Total system RAM (psutil), or None when psutil is missing."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().total)
+
+
+def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None,
+         ram_bandwidth: str | int | None = None, engine: str | None = None, context: int | None = None,
+         batch: int = 1, kv_dtype: str | None = None, recipe: str | None = None, tp: int | None = None,
+         pp: int | None = None, ep: int | None = None, gpu_layers: int | None = None,
+         cpu_moe: int | str | None = None, max_gpus: int = DEFAULT_MAX_GPUS, prompt_tokens: int | None = None,
+         source: SourceKind = "auto"):
+    """What to run MODEL with on these GPUs: placement, limits, GPUs needed, speed and engine flags.
+
+    ``ram`` defaults to the detected total; ``cpu_moe`` takes a layer count or ``all``. With no
+    ``engine`` (or ``auto``) the plan uses vLLM (llama.cpp for GGUF recipes) and, when that
+    cannot hold the model on the GPUs given, llama.cpp with CPU offload.
+    """
+    from fitcalc import catalog
+    from fitcalc.errors import InputError
+    from fitcalc.estimate.placement import Layout
+    from fitcalc.plan import Hardware, NoFitError, make_plan
+    from fitcalc.spec import Host
+    from fitcalc.units import parse_bytes
+
+    spec = resolve_model(model, source)
+    if not gpus:
+        devices, _notes = resolve_devices(None)
+        if not _notes or not _notes[0].startswith("GPUs detected"):
+            raise InputError("no GPU detected to plan for", hint="pass --gpu, e.g. --gpu rtx-4090 or --gpu h100-sxm:8")
+    else:
+        devices, _notes = resolve_devices(gpus)
+    hw_devices = tuple(d for d, count in devices for _ in range(count))
+    ram_bytes = parse_bytes(ram) if ram is not None else detect_ram_bytes()
+    bw = parse_bytes(ram_bandwidth) if ram_bandwidth is not None else None
+    host = Host(ram_bytes=ram_bytes, ram_bandwidth_bytes_per_s=bw) if ram_bytes else None
+    moe_layers = 0
+    if cpu_moe is not None:
+        if str(cpu_moe).lower() == "all":
+            a = spec.architecture
+            moe_layers = a.num_hidden_layers if a is not None else 0
+        else:
+            try:
+                moe_layers = int(cpu_moe)
+            except ValueError:
+                raise InputError(f"--cpu-moe takes a layer count or 'all', got {cpu_moe!r}",
+                                 hint="e.g. --cpu-moe 12 or --cpu-moe all") from None
+            if moe_layers < 0:
+                raise InputError(f"--cpu-moe must not be negative, got {moe_layers}", hint="e.g. --cpu-moe 12")
+    if gpu_layers is not None and gpu_layers < 0:
+        raise InputError(f"--gpu-layers must not be negative, got {gpu_layers}", hint="e.g. --gpu-layers 20")
+    fixed = None
+    if any(x is not None for x in (tp, pp, ep, gpu_layers, cpu_moe)):
+        fixed = Layout(tp=tp or 1, pp=pp or 1, ep=ep or 1, gpu_layers=gpu_layers, cpu_moe=moe_layers)
+    auto = engine is None or engine.lower() == "auto"
+    eng = catalog.load_engine(pick_engine(engine, _is_gguf_recipe(spec, recipe)))
+    hw = Hardware(hw_devices, host)
+    kwargs = dict(context=context, batch=batch, kv_dtype=kv_dtype, recipe=recipe, fixed=fixed, max_gpus=max_gpus,
+                  prompt_tokens=prompt_tokens)
+    try:
+        result = make_plan(spec, eng, hw, **kwargs)
+        first_error = None
+    except NoFitError as e:
+        result, first_error = None, e
+    fallback_id = "llama.cpp"
+    if (result is None or not result.fits) and auto and eng.id != fallback_id and fixed is None and recipe is None:
+        # vLLM keeps every layer on the GPUs; llama.cpp can leave layers and experts in RAM.
+        fallback = catalog.load_engine(fallback_id)
+        try:
+            other = make_plan(spec, fallback, hw, **kwargs)
+        except NoFitError:
+            other = None
+        if other is not None and other.fits:
+            why = "does not fit" if result is None else f"needs {result.gpus_needed} × {result.gpus_needed_device}"
+            result = other.model_copy(update={"notes": [
+                f"{eng.display_name} {why} on the GPUs given; {fallback.display_name} fits with the layout below",
+                *other.notes]})
+    if result is None:
+        assert first_error is not None
+        raise first_error
+    if _notes and not gpus:
+        result = result.model_copy(update={"notes": [*result.notes, *_notes]})
+    return result

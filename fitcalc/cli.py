@@ -188,6 +188,49 @@ def reconcile(
     from fitcalc.render import render_reconcile
 
     render_reconcile(result)
+@app.command(epilog="Examples:  fitcalc plan gpt-oss-20b --gpu rtx-4060-ti-16gb   |   "
+                    "fitcalc plan gpt-oss-120b --gpu 24GiB --ram 64GiB --engine llama.cpp --context 32k   |   "
+                    "fitcalc plan deepseek-r1 --gpu h100-sxm:8 --json")
+@_handled
+def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
+         engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None,
+         ram: Annotated[Optional[str], typer.Option(
+             "--ram", help="system RAM for layers and experts kept on the CPU, e.g. 64GiB (default: detected)")] = None,
+         ram_bandwidth: Annotated[Optional[str], typer.Option(
+             "--ram-bandwidth", help="RAM bandwidth per second for the speed estimate, e.g. 89.6GB "
+                                     "(default: dual-channel DDR5-5600)")] = None,
+         tp: Annotated[Optional[int], typer.Option("--tp", help="fix the tensor-parallel size")] = None,
+         pp: Annotated[Optional[int], typer.Option("--pp", help="fix the number of pipeline stages")] = None,
+         ep: Annotated[Optional[int], typer.Option("--ep", help="fix the expert-parallel size (a multiple of --tp)")] = None,
+         gpu_layers: Annotated[Optional[int], typer.Option(
+             "--gpu-layers", "-ngl", help="fix the GPU layer slots (llama.cpp -ngl; the output layer counts)")] = None,
+         cpu_moe: Annotated[Optional[str], typer.Option(
+             "--cpu-moe", help="keep the routed experts of the first N layers in RAM, or 'all' (llama.cpp)")] = None,
+         max_gpus: Annotated[int, typer.Option(
+             "--max-gpus", help="the most GPUs of the first --gpu type to search when counting GPUs needed")] = 16,
+         prompt: Annotated[Optional[str], typer.Option(
+             "--prompt", help="prompt tokens for the prefill time and the decode depth (default: the context)")] = None,
+         json_out: JsonOpt = False,
+         check: Annotated[bool, typer.Option("--check", help="exit 3 unless the plan fits the GPUs given")] = False,
+         explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+         source: SourceOpt = "auto") -> None:
+    """What should I run? Placement per GPU, largest context and batch, GPUs needed, best recipe,
+    CPU offload, expected speed and ready-to-paste engine flags."""
+    from fitcalc import api
+    from fitcalc.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    prompt_tokens = parse_count(prompt) if prompt is not None else None
+    result = api.plan(model, gpu, ram, ram_bandwidth, engine, ctx, batch, kv_dtype, recipe, tp, pp, ep, gpu_layers,
+                      cpu_moe, max_gpus, prompt_tokens, source=source.lower())  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(result)
+    else:
+        from fitcalc.render import render_plan
+
+        render_plan(result, explain=explain)
+    if check and not result.fits:
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 
 @app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")

@@ -92,6 +92,57 @@ class WeightRules(Strict):
     mxfp4_repack_factor_without_native: float = Field(default=1.0, ge=1.0)
     loads_mtp: bool = False  # loads multi-token-prediction layers (speculative decoding)
     mmap_weights: bool = False  # weights memory-mapped from the file (llama.cpp/Ollama CPU part)
+    # llama.cpp keeps the token-embedding matrix in host memory whatever -ngl says (a row lookup
+    # gains nothing on the GPU): src/llama-model.cpp "dev_input = cpu".
+    input_embedding_on_host: bool = False
+
+
+class ParallelRules(Strict):
+    """How the engine spreads one model over several GPUs and the CPU.
+
+    ``multi_gpu``: ``tensor`` shards every weight matrix over the GPUs of a stage (vLLM, SGLang
+    ``--tensor-parallel-size``); ``layer`` gives each GPU whole layers in proportions (llama.cpp's
+    default ``--split-mode layer`` with ``-ts``). ``pipeline``: stages of consecutive layers
+    (vLLM ``--pipeline-parallel-size``). ``expert_parallel``: routed experts split whole over the
+    ranks. ``cpu_layers`` / ``cpu_experts``: whole layers (``-ngl``) or routed-expert tensors
+    (``--n-cpu-moe``) may stay in system RAM. ``output_is_layer``: the GPU-layer count includes
+    the output layer (llama.cpp counts n_layer + 1 slots).
+    """
+
+    multi_gpu: Literal["tensor", "layer", "none"] = "tensor"
+    pipeline: bool = False
+    expert_parallel: bool = False
+    cpu_layers: bool = False
+    cpu_experts: bool = False
+    output_is_layer: bool = False
+
+
+class SpeedRules(Strict):
+    """Achieved fractions of peak rates, per device vendor or family (``default`` for the rest).
+
+    decode step = Σ bytes read / (bandwidth × bandwidth_efficiency) per device, at least FLOPs /
+    (rate × compute_efficiency), plus ``layer_latency_us`` per decoder layer (launches and syncs
+    that do not shrink with bytes). ``prefill_dtype``: the tensor rate prefill runs at
+    (``int8`` for llama.cpp's quantized MMQ kernels, ``bf16`` for weight-only paths, ``native``:
+    the weights' own format when the GPU computes in it, else bf16). ``streams_host_weights``:
+    host-resident weights are copied to the GPU for batches of at least ``stream_min_batch``
+    tokens (llama.cpp op offload), so prefill of CPU layers runs at PCIe speed.
+    """
+
+    bandwidth_efficiency: dict[str, float] = Field(default_factory=lambda: {"default": 0.8})
+    compute_efficiency: dict[str, float] = Field(default_factory=lambda: {"default": 0.5})
+    host_bandwidth_efficiency: float = Field(default=0.7, gt=0, le=1)
+    layer_latency_us: float = Field(default=0.0, ge=0)
+    prefill_dtype: Literal["bf16", "fp16", "int8", "native"] = "native"
+    streams_host_weights: bool = False
+    stream_min_batch: PositiveInt = 32
+
+    def pick(self, table: dict[str, float], family: str | None, vendor: str | None) -> tuple[float, str]:
+        """The factor for a device: by family, else vendor, else ``default``; and the key used."""
+        for key in (family, vendor):
+            if key and key in table:
+                return table[key], key
+        return table.get("default", 1.0), "default"
 
 
 class EngineProfile(Strict):
@@ -106,7 +157,17 @@ class EngineProfile(Strict):
     working: WorkingMemoryRules
     overhead: OverheadRules
     weights: WeightRules = WeightRules()
-    flags: dict[str, str] = Field(default_factory=dict)  # how the engine spells its knobs
+    parallel: ParallelRules = ParallelRules()
+    speed: SpeedRules = SpeedRules()
+    # How the engine spells its knobs: a value starting with "-" is a command-line flag, an
+    # UPPER_CASE name an environment variable, anything else a model parameter (Ollama's
+    # Modelfile). ``launch`` is the command line the flags follow ({model} is filled in).
+    flags: dict[str, str] = Field(default_factory=dict)
+    # Engine spellings of fitcalc ids, per knob: {"kv_dtype": {"fp8-e4m3": "fp8_e4m3"}}.
+    flag_values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # What the context flag counts: one sequence (vLLM --max-model-len, Ollama num_ctx) or the
+    # whole KV pool of all parallel sequences (llama-server -c = context x --parallel).
+    context_flag_scope: Literal["sequence", "total"] = "sequence"
     sources: list[Source]
 
     @model_validator(mode="after")

@@ -119,3 +119,40 @@ def use_more_bits(layer: int, n_layers: int) -> bool:
     """llama.cpp's use_more_bits(i_layer, n_layers) (src/llama-quant.cpp):
     i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2, in integer arithmetic."""
     return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
+
+
+# Candidates a plan tries when no --recipe is given, most bits first (the plan keeps the first that
+# fits, among those with no more bits than the checkpoint itself: re-quantizing never adds bits).
+# Engines that load checkpoints (vLLM, SGLang): FP8 and 4-bit checkpoint formats; GGUF engines:
+# the common llama.cpp mixes.
+CHECKPOINT_CANDIDATES = ("fp8", "int8", "int4-awq", "int4-gptq")
+GGUF_CANDIDATES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "iq4_xs", "q3_k_m", "q2_k")
+
+
+# A checkpoint format and its GGUF twin hold the same numbers (gpt-oss MXFP4 experts load into
+# llama.cpp's MXFP4 type unchanged).
+_SAME_NUMBERS = {"mxfp4": ("mxfp4", "mxfp4-gguf"), "nvfp4": ("nvfp4",)}
+
+
+def keeps_low_bit_groups(model: ModelSpec, recipe: RecipeSpec) -> bool:
+    """The recipe stores every group the checkpoint already holds in a 4-bit float format (MXFP4,
+    NVFP4: trained or calibrated for it) in that same format. Re-quantizing those to another
+    4-bit format loses accuracy and saves almost nothing, and llama.cpp's quantizer keeps gpt-oss's
+    MXFP4 experts as they are."""
+    for group, fid in model.native_recipe.rules.items():
+        same = _SAME_NUMBERS.get(fid)
+        if same is not None and recipe.rules.get(group, recipe.rules["default"]) not in same:
+            return False
+    return True
+
+
+def recipe_candidates(model: ModelSpec, gguf: bool) -> list[RecipeSpec]:
+    """Recipes a plan may choose for ``model`` on a GGUF or a checkpoint engine, unsorted: the
+    checkpoint's own (checkpoint engines), the common alternatives, and for a model with MXFP4
+    experts llama.cpp's MXFP4_MOE mix; none that re-quantizes a 4-bit float group."""
+    native = model.native_recipe
+    if gguf:
+        pool = [GENERIC_RECIPES["mxfp4_moe"]] + [GENERIC_RECIPES[r] for r in GGUF_CANDIDATES]
+    else:
+        pool = [native] + [GENERIC_RECIPES[r] for r in CHECKPOINT_CANDIDATES]
+    return [r for r in pool if r.id == native.id or keeps_low_bit_groups(model, r)]

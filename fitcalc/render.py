@@ -7,6 +7,7 @@ bytes into text through ``fitcalc.units``.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from rich.console import Console
@@ -363,3 +364,107 @@ def render_reconcile(result, out: Console | None = None) -> None:
             c.print(Text(f"line {r.line} ({r.label}): {r.note}", style="dim"), soft_wrap=True)
     if result.saved is not None:
         c.print(f"saved {result.saved} residual(s) to {result.store}")
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+# ---------------------------------------------------------------------------------------------
+
+
+def _rate(x: float | None, unit: str) -> str:
+    if x is None:
+        return "unknown"
+    return f"{x:,.1f} {unit}" if x < 100 else f"{x:,.0f} {unit}"
+
+
+_RANK = re.compile(r",? ?rank \d+ of \d+$")
+
+
+def _same_rows(rows) -> list[tuple[int, int]]:
+    """Runs of consecutive devices that differ only by their tensor-parallel rank: (first, last)."""
+    out: list[tuple[int, int]] = []
+    for i, d in enumerate(rows):
+        if out:
+            f, _ = out[-1]
+            a = rows[f]
+            if (a.device, a.required_bytes, a.available_bytes, _RANK.sub("", a.role)) == (
+                    d.device, d.required_bytes, d.available_bytes, _RANK.sub("", d.role)):
+                out[-1] = (f, i)
+                continue
+        out.append((i, i))
+    return out
+
+
+def render_plan(plan, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    head = Text(f"{plan.model} — {plan.engine} — {plan.recipe_name} ({plan.bits_per_weight:.2f} bits/weight), "
+                f"KV {plan.kv_dtype}", style="bold")
+    c.print(head, soft_wrap=True)
+    lay = plan.layout
+    verdict = Text("FITS" if plan.fits else "DOES NOT FIT", style=_VERDICT_STYLE["fits" if plan.fits else "does not fit"])
+    verdict.append(f"  context {plan.context:,} × batch {plan.batch}" + (f" — {lay.description}" if lay else ""),
+                   style="default")
+    c.print(verdict, soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, j in (("#", "right"), ("device", "left"), ("holds", "left"), ("needs", "right"), ("of", "right"),
+                   ("headroom", "right")):
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    groups = _same_rows(plan.placement)
+    for first, last in groups:
+        d = plan.placement[first]
+        idx = str(d.index) if first == last else f"{d.index}-{plan.placement[last].index}"
+        role = d.role if first == last else _RANK.sub("", d.role) + f" (each of {last - first + 1} ranks)"
+        t.add_row(idx, d.device, role, gib(d.required_bytes), gib(d.available_bytes),
+                  Text(format_bytes(d.headroom_bytes), style="green" if d.fits else "red"))
+    if plan.host is not None:
+        h = plan.host
+        avail = gib(h.available_bytes) if h.available_bytes is not None else "?"
+        head_txt = format_bytes(h.available_bytes - h.required_bytes) if h.available_bytes is not None else "unchecked"
+        t.add_row("", "RAM", h.holds + (" (memory-mapped)" if h.mapped and h.weights_bytes else ""),
+                  gib(h.required_bytes), avail, Text(head_txt, style="green" if h.fits else "red"))
+    c.print(t)
+    for first, last in groups:
+        d = plan.placement[first]
+        idx = str(d.index) if first == last else f"{d.index}-{plan.placement[last].index}"
+        c.print(Text(f"  {idx:>3} ", style="dim") + capacity_bar(d.terms, d.available_bytes, width=50))
+    if plan.max_context is not None:
+        lim = " (the model's maximum)" if plan.max_context_limit and plan.max_context >= plan.max_context_limit else ""
+        c.print(f"largest context at batch {plan.batch}: {plan.max_context:,} tokens{lim}")
+    if plan.max_batch is not None:
+        bound = f" (the search bound)" if plan.max_batch >= plan.max_batch_bound else ""
+        noun = "sequence" if plan.max_batch == 1 else "sequences"
+        c.print(f"largest batch at context {plan.context:,}: {plan.max_batch:,} {noun}{bound}")
+    if plan.gpus_needed is not None:
+        gl = plan.gpus_needed_layout.description if plan.gpus_needed_layout else ""
+        c.print(f"GPUs needed (whole model on GPUs, {plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): "
+                f"{plan.gpus_needed} × {plan.gpus_needed_device} ({gl})")
+    else:
+        c.print(f"GPUs needed ({plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): more than "
+                f"{plan.max_gpus} × {plan.gpus_needed_device}")
+    s = plan.speed
+    if s is not None:
+        c.print(f"speed: decode {_rate(s.decode_tokens_per_s, 'tok/s')} per sequence at depth "
+                f"{s.decode_depth_tokens:,}" + (f", {_rate(s.decode_tokens_per_s_total, 'tok/s')} for all {plan.batch}"
+                                                 if plan.batch > 1 and s.decode_tokens_per_s_total else "")
+                + (f"; prefill {s.prefill_s:,.2f} s for {s.prompt_tokens:,} tokens" if s.prefill_s is not None else ""),
+                soft_wrap=True)
+        for part in s.parts:
+            c.print(Text(f"  {part.where}: {format_bytes(part.bytes_per_step)} per step, {part.time_s * 1e3:.2f} ms "
+                         f"({part.bound}-bound, efficiency {part.efficiency:g})", style="dim"), soft_wrap=True)
+    if plan.engine_flags is not None:
+        f = plan.engine_flags
+        c.print("[bold]run:[/bold]")
+        c.print(Text("  " + f.command), soft_wrap=True)
+        for k, v in f.parameters.items():
+            c.print(Text(f"  PARAMETER {k} {v}"), soft_wrap=True)
+    for n in plan.notes + (plan.speed.notes if plan.speed else []):
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if explain:
+        for d in plan.placement:
+            c.print(Text(f"device {d.index} ({d.device}):", style="bold"))
+            for term in d.terms:
+                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+        if plan.host is not None:
+            c.print(Text("RAM:", style="bold"))
+            for term in plan.host.terms:
+                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)

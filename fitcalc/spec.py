@@ -511,15 +511,33 @@ class Device(Strict):
     unified_memory: bool = False
     profile_id: str | None = None
     is_budget: bool = False  # a raw budget: taken as usable as given, no driver reserve subtracted
+    # Rates for the speed rooflines (None / empty: unknown, e.g. a raw budget).
+    bandwidth_bytes_per_s: PositiveInt | None = None  # memory bandwidth as published (peak)
+    dense_tflops: dict[str, float] = Field(default_factory=dict)  # dense tensor TFLOP/s by dtype
+    pcie_gen: PositiveInt | None = None  # host link, for streaming CPU-resident weights
 
     @classmethod
     def from_profile(cls, p: GpuProfile) -> Device:
         return cls(label=p.display_name, memory_bytes=p.planning_budget_bytes, reserved_bytes=p.reserved_bytes,
                    native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, sm_count=p.sm_count,
-                   unified_memory=p.unified_memory, profile_id=p.id)
+                   unified_memory=p.unified_memory, profile_id=p.id, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
+                   dense_tflops={str(k): float(v) for k, v in p.dense_tflops.items()}, pcie_gen=p.pcie_gen)
 
     @classmethod
     def from_budget(cls, nbytes: int, label: str | None = None) -> Device:
         from fitcalc.units import format_bytes
 
         return cls(label=label or f"{format_bytes(nbytes)} budget", memory_bytes=nbytes, is_budget=True)
+
+
+class Host(Strict):
+    """The machine around the GPUs: system RAM that CPU-resident layers and experts use.
+
+    ``ram_bytes`` is what a plan checks CPU-resident weights, KV and buffers against (default:
+    the detected total, read at the edge). ``ram_bandwidth_bytes_per_s`` and ``pcie_gen`` feed the
+    speed estimate; when unknown, ``fitcalc.estimate.speed`` uses named defaults and says so.
+    """
+
+    ram_bytes: PositiveInt
+    ram_bandwidth_bytes_per_s: PositiveInt | None = None
+    label: str = "host RAM"

@@ -11,8 +11,9 @@ CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "f
         "fitcalc.report.matrix", "fitcalc.report.checks", "fitcalc.report.baseline", "fitcalc.plan",
         "fitcalc.calibration", "fitcalc.reconcile.model", "fitcalc.reconcile.parsers", "fitcalc.reconcile.compare",
         "fitcalc.estimate.footprint", "fitcalc.estimate.kvcache", "fitcalc.estimate.activations",
-        "fitcalc.estimate.overhead", "fitcalc.engines"]
-FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
+        "fitcalc.estimate.overhead", "fitcalc.engines", "fitcalc.flags", "fitcalc.estimate.placement",
+        "fitcalc.estimate.speed"]
+FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib", "psutil"]
 
 
 @pytest.mark.parametrize("module", CORE)
@@ -24,9 +25,11 @@ def test_core_module_imports_nothing_forbidden(module):
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
 
 
-def test_size_command_does_not_import_torch():
+@pytest.mark.parametrize("args", [["size", "gpt-oss-20b", "--json"],
+                                  ["plan", "gpt-oss-20b", "--gpu", "24GiB", "--ram", "64GiB", "--json"]])
+def test_calculator_commands_do_not_import_torch(args):
     code = ("import sys\nfrom fitcalc.cli import app\nfrom typer.testing import CliRunner\n"
-            "r = CliRunner().invoke(app, ['size', 'gpt-oss-20b', '--json'])\n"
+            f"r = CliRunner().invoke(app, {args!r})\n"
             "assert r.exit_code == 0, r.output\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

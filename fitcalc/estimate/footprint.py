@@ -9,6 +9,12 @@ same list of drafts, so they cannot disagree.
 Tensor parallelism (``tp``) is modelled here because every term shards differently: weight
 matrices split N ways; KV splits across min(N, n_kv) heads and is replicated beyond that (MLA's
 single latent head is replicated on every rank); the MLP working set splits, hidden states do not.
+
+A device that holds part of the model (a pipeline stage, llama.cpp's layers on one GPU, the layers
+left on the GPU when experts go to RAM) passes its ``Share`` (fitcalc.estimate.placement): the same
+terms are then taken over the layers it holds, from the per-layer weights table. ``host_drafts``
+gives the system-RAM side (placement ``cpu``). Without a share the whole model is on the device,
+which is ``fit``'s case and its numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from fitcalc.estimate import activations as act
 from fitcalc.estimate import overhead as ovh
 from fitcalc.estimate.kvcache import KvLayout, full_tokens, kv_drafts, kv_format, kv_layout
 from fitcalc.estimate.terms import Footprint, Term, make_term
-from fitcalc.estimate.weights import WeightsBreakdown, tensor_inventory, weights_breakdown
+from fitcalc.estimate.placement import Share, whole_share
+from fitcalc.estimate.weights import LayerTable, WeightsBreakdown, layer_table, tensor_inventory, weights_breakdown
 from fitcalc.formats import StorageFormat, get_format
 from fitcalc.recipes import resolve_recipe
 from fitcalc.spec import Architecture, Device, ModelSpec, RecipeSpec, Workload
@@ -42,8 +49,11 @@ class Prepared:
     include_embeddings: bool
     # Calibration: (term id or "group.*" pattern, factor) pairs applied to every draft (fitcalc.calibration).
     scales: tuple[tuple[str, float], ...] = ()
-    # Weight drafts depend on the device only through (native MXFP4?, raw budget?, TP): memoized.
+    table: LayerTable | None = None  # bytes per layer and group, for placements that split the model
+    # Weight drafts depend on the device only through (native MXFP4?, raw budget?, share): memoized,
+    # as are KV layouts per set of layers.
     _weight_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    _kv_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def arch(self) -> Architecture | None:
@@ -95,66 +105,141 @@ def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EnginePro
     lay = kv_layout(a, engine, fmt) if (a is not None and fmt is not None) else None
     return Prepared(model=m, recipe=r, engine=engine, weights=w, kv_fmt=fmt, kv=lay,
                     largest_packed_matrix=_largest_packed(m, r), layers=layers,
-                    include_embeddings=include_embeddings, scales=tuple(scales))
+                    include_embeddings=include_embeddings, scales=tuple(scales), table=layer_table(m, r))
 
 
 # ---------------------------------------------------------------------------------------------
 # drafts
 # ---------------------------------------------------------------------------------------------
 
+# Which part of a share a tensor group's non-layer tensors follow: the input side (embedding,
+# vision towers) or the output side (final norm, lm_head, MTP layers).
+_INPUT_SIDE = ("embedding",)
+_OUTPUT_SIDE = ("lm_head", "norms", "mtp")
 
-def _weight_drafts(p: Prepared, device: Device, tp: int) -> list[Draft]:
-    key = ("mxfp4" in device.native_formats, device.is_budget, tp)
+
+def _group_share(p: Prepared, name: str, share: Share) -> dict[str, int] | None:
+    """{format: bytes} of group ``name`` that ``share`` holds; None: the whole group (fast path).
+
+    A group's tensors outside the decoder layers follow the output side (final norm, lm_head,
+    MTP: ``share.head``) or the input side (embedding, vision towers: ``share.embedding``)."""
+    t = p.table
+    layer_group = t is not None and (name in t.per_layer) and name not in _OUTPUT_SIDE
+    if name in _OUTPUT_SIDE:
+        outside = share.head
+    elif name in _INPUT_SIDE or not (layer_group or t is None):
+        outside = share.embedding
+    else:
+        outside = True  # a layer group has no tensors outside the layers
+    layers = share.expert_layers if name == "experts" and share.expert_layers is not None else share.layers
+    if layers is None and outside:
+        return None
+    if t is None:  # a coarse spec: whole groups only (placement.assign refuses layer splits)
+        return {}
+    return t.group_bytes(name, layers, outside)
+
+
+def weight_drafts(p: Prepared, device: Device | None, share: Share) -> list[Draft]:
+    key = (device is not None and "mxfp4" in device.native_formats, device is None or device.is_budget,
+           device is None, share.key)
     cached = p._weight_cache.get(key)
     if cached is None:
-        cached = p._weight_cache[key] = _build_weight_drafts(p, device, tp)
+        cached = p._weight_cache[key] = _build_weight_drafts(p, device, share)
     return cached
 
 
-def _build_weight_drafts(p: Prepared, device: Device, tp: int) -> list[Draft]:
+def _layers_text(share: Share, name: str, n: int) -> str:
+    s = share.expert_set(n) if name == "experts" else share.layer_set(n)
+    if len(s) == n:
+        return "all layers"
+    if not s:
+        return "no layers"
+    lo, hi = min(s), max(s)
+    return f"layers {lo}-{hi}" if hi - lo + 1 == len(s) else f"{len(s)} layers"
+
+
+def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> list[Draft]:
+    """weights.<group> for the groups this share holds; ``device`` None: the host (no repack,
+    no parallel split)."""
     out: list[Draft] = []
-    repack = p.engine.weights.mxfp4_repack_factor_without_native
-    native_fp4 = "mxfp4" in device.native_formats
+    repack = p.engine.weights.mxfp4_repack_factor_without_native if device is not None else 1.0
+    native_fp4 = device is not None and "mxfp4" in device.native_formats
+    n = p.table.n_layers if p.table is not None else 0
+    tied_copy = (p.engine.weights.input_embedding_on_host and share.head and p.arch is not None
+                 and p.arch.tie_word_embeddings and not share.embedding and device is not None)
     for g, t in zip(p.weights.groups, p.weights.terms):
         if not g.resident or (g.name == "mtp" and not p.engine.weights.loads_mtp):
             continue
-        n = g.bytes
-        term: Term = t
-        if repack > 1.0 and not native_fp4 and "mxfp4" in g.formats:
-            grown = int(g.formats["mxfp4"] * repack)
-            n = g.bytes - g.formats["mxfp4"] + grown
-            why = ("device has no native MXFP4" if not device.is_budget
+        part = _group_share(p, g.name, share)
+        if part is None:
+            formats, nbytes, term = g.formats, g.bytes, t
+        else:
+            if g.name == "embedding" and tied_copy:
+                # llama.cpp duplicates a tied embedding as the output matrix on the output device.
+                part = dict(g.formats)
+            formats, nbytes = part, sum(part.values())
+            if nbytes == 0:
+                continue
+            where = _layers_text(share, g.name, n) if (p.table and g.name in p.table.per_layer) else "outside layers"
+            term = make_term(t.id, f"{t.label} ({where})", nbytes, kind=t.kind, band=t.band,
+                             formula=t.formula + "; over the layers this device holds",
+                             inputs={**t.inputs, "layers": where},
+                             explain=f"{t.id}: {where}: " + " + ".join(f"{b:,} B {fid}" for fid, b in formats.items())
+                                     + f" = {nbytes:,} B (of {g.bytes:,} B for the whole model)",
+                             sources=t.sources)
+        if repack > 1.0 and not native_fp4 and "mxfp4" in formats:
+            grown = int(formats["mxfp4"] * repack)
+            n_rep = nbytes - formats["mxfp4"] + grown
+            why = ("device has no native MXFP4" if not device.is_budget  # type: ignore[union-attr]
                    else "a raw budget: native FP4 unknown, assumed absent")
-            term = make_term(t.id, t.label + " (repacked)", n, kind="engine_constant", band=0.05,
-                             formula=t.formula + f"; MXFP4 part × {repack} repack factor",
-                             inputs={**t.inputs, "repack_factor": repack},
-                             explain=t.explain + f"\n    resident: MXFP4 part {g.formats['mxfp4']:,} B × {repack} "
-                                                 f"({p.engine.display_name}, {why}) → {n:,} B",
-                             sources=(*t.sources, f"engine_profiles/{p.engine.id}.yaml: weights"))
-        if tp > 1:
-            n = ceil_div(n, tp)
+            term = make_term(t.id, term.label + " (repacked)", n_rep, kind="engine_constant", band=0.05,
+                             formula=term.formula + f"; MXFP4 part × {repack} repack factor",
+                             inputs={**term.inputs, "repack_factor": repack},
+                             explain=term.explain + f"\n    resident: MXFP4 part {formats['mxfp4']:,} B × {repack} "
+                                                    f"({p.engine.display_name}, {why}) → {n_rep:,} B",
+                             sources=(*term.sources, f"engine_profiles/{p.engine.id}.yaml: weights"))
+            nbytes = n_rep
+        div, how = (share.ep, "EP") if (g.name == "experts" and share.ep > 1) else (share.tp, "TP")
+        if div > 1:
+            nbytes = ceil_div(nbytes, div)
             base = term
-            term = base.model_copy(update={"bytes": n, "label": base.label + f" (1/{tp} under TP)",
-                                           "explain": base.explain + f"\n    ÷ TP {tp} → {n:,} B per GPU"})
-        out.append((f"weights.{g.name}", n, (lambda term=term: term)))
+            term = base.model_copy(update={"bytes": nbytes, "label": base.label + f" (1/{div} under {how})",
+                                           "explain": base.explain + f"\n    ÷ {how} {div} → {nbytes:,} B per GPU"})
+        else:
+            term = term if term.bytes == nbytes else term.model_copy(update={"bytes": nbytes})
+        if device is None:
+            term = term.model_copy(update={"placement": "cpu"})
+        out.append((f"weights.{g.name}", nbytes, (lambda term=term: term)))
     return out
 
 
-def _chunk(p: Prepared, device: Device, workload: Workload) -> int:
+def chunk_tokens(p: Prepared, device: Device | None, workload: Workload) -> int:
     w = p.engine.working
     if workload.chunk_tokens is not None:
         return workload.chunk_tokens
-    if (w.large_gpu_chunk_tokens is not None and w.large_gpu_min_bytes is not None
+    if (device is not None and w.large_gpu_chunk_tokens is not None and w.large_gpu_min_bytes is not None
             and device.memory_bytes >= w.large_gpu_min_bytes):
         return w.large_gpu_chunk_tokens
     return w.chunk_tokens
 
 
-def _kv_drafts(p: Prepared, workload: Workload, chunk: int, tp: int) -> list[Draft]:
-    a, lay = p.arch, p.kv
+def _kv_layout_for(p: Prepared, share: Share) -> KvLayout | None:
+    a = p.arch
+    if a is None or p.kv is None or p.kv_fmt is None:
+        return None
+    if share.layers is None:
+        return p.kv
+    lay = p._kv_cache.get(share.layers)
+    if lay is None:
+        lay = p._kv_cache[share.layers] = kv_layout(a, p.engine, p.kv_fmt, indices=share.layers)
+    return lay
+
+
+def _kv_drafts(p: Prepared, share: Share, workload: Workload, chunk: int) -> list[Draft]:
+    a, lay = p.arch, _kv_layout_for(p, share)
     if a is None or lay is None:
         return []
-    return kv_drafts(a, p.engine, workload, lay, chunk, tp)
+    return kv_drafts(a, p.engine, workload, lay, chunk, share.tp)
 
 
 def _kv_cells(p: Prepared, workload: Workload) -> int:
@@ -163,34 +248,54 @@ def _kv_cells(p: Prepared, workload: Workload) -> int:
     return tokens
 
 
-def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> list[Draft]:
-    """Every term of one device's footprint, as (id, bytes, builder)."""
-    out = list(_weight_drafts(p, device, tp))
-    chunk = _chunk(p, device, workload)
-    out += _kv_drafts(p, workload, chunk, tp)
+def _per_rank(workload: Workload, share: Share) -> Workload:
+    """Data-parallel attention replicas each hold their own sequences: the batch splits dp ways."""
+    if share.dp <= 1:
+        return workload
+    return workload.model_copy(update={"batch": ceil_div(workload.batch, share.dp)})
+
+
+def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: Share | None = None) -> list[Draft]:
+    """Every term of one device's footprint, as (id, bytes, builder).
+
+    ``share`` is the part of the model the device holds (default: all of it, per rank under
+    ``tp``, with the engine's rule for the input embedding)."""
+    if share is None:
+        share = whole_share(p.engine, tp)
+    workload = _per_rank(workload, share)
+    out = list(weight_drafts(p, device, share))
+    chunk = chunk_tokens(p, device, workload)
+    computes = share.layers is None or bool(share.layers) or share.head
+    out += _kv_drafts(p, share, workload, chunk)
     a = p.arch
     e = p.engine
     prompt = workload.prompt_tokens or workload.context
-    if a is not None:
+    if a is not None and computes:
+        has_layers = share.layers is None or bool(share.layers)
         tokens = act.forward_tokens(e, chunk, prompt, workload.batch)
         large = (e.working.large_gpu_min_bytes is not None and device.memory_bytes >= e.working.large_gpu_min_bytes)
         if e.working.model == "graph_reserve":
-            out.append(act.compute_buffer_draft(a, e, tokens, _kv_cells(p, workload), workload.batch))
+            out.append(act.compute_buffer_draft(a, e, tokens, _kv_cells(p, workload), workload.batch,
+                                                output=share.head))
         else:
-            d = act.prefill_draft(a, e, tokens, tp)
-            out.append(d)
-            rows = act.logits_rows(e, workload.batch, tokens, large)
-            out.append(act.logits_draft(a, e, rows))
-            for extra in (act.moe_routing_draft(a, tokens),
-                          act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
-                          act.dequant_scratch_draft(ceil_div(p.largest_packed_matrix, tp), e)):
-                if extra is not None:
-                    out.append(extra)
+            if has_layers:
+                out.append(act.prefill_draft(a, e, tokens, share.tp))
+            if share.head:
+                rows = act.logits_rows(e, workload.batch, tokens, large)
+                out.append(act.logits_draft(a, e, rows))
+            if has_layers:
+                moe_here = a.moe is not None and (share.layers is None or bool(
+                    share.layers - frozenset(a.dense_layer_indices())))
+                for extra in ((act.moe_routing_draft(a, tokens) if moe_here else None),
+                              act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
+                              act.dequant_scratch_draft(ceil_div(p.largest_packed_matrix, share.tp), e)):
+                    if extra is not None:
+                        out.append(extra)
     allocated = sum(d[1] for d in out if not d[0].startswith("weights."))
     for extra in (ovh.allocator_slack_draft(e, allocated), ovh.cuda_context_draft(device, e)):
         if extra is not None:
             out.append(extra)
-    out += ovh.engine_constant_drafts(e, tp)
+    out += ovh.engine_constant_drafts(e, max(2, share.tp, share.ep) if _split_model(share) else 1)
     reserved = ovh.driver_reserved_draft(device)
     if reserved is not None:
         out.append(reserved)
@@ -229,14 +334,46 @@ def _scaled(d: Draft, scales: tuple[tuple[str, float], ...]) -> Draft:
     return (tid, m, rebuilt)
 
 
-def required_bytes(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> int:
+def _split_model(share: Share) -> bool:
+    """The model is spread over several GPUs (ranks or stages), so collective-communication
+    buffers exist (NCCL); one device holding every layer has none (experts in RAM do not count)."""
+    return share.tp > 1 or share.ep > 1 or share.layers is not None or not share.head
+
+
+def host_drafts(p: Prepared, share: Share, workload: Workload, any_gpu: bool = True) -> list[Draft]:
+    """System-RAM terms: weights, KV and working memory of what the host holds (llama.cpp keeps a
+    CPU layer's KV with the layer), and the host-side graph buffers of a llama.cpp-style engine."""
+    out = list(weight_drafts(p, None, share))
+    a = p.arch
+    if a is None:
+        return out
+    n = a.num_hidden_layers
+    if share.layers:
+        chunk = chunk_tokens(p, None, workload)
+        out += [(i, b, (lambda f=f: f().model_copy(update={"placement": "cpu"})))
+                for i, b, f in _kv_drafts(p, share, workload, chunk)]
+    if p.engine.working.model == "graph_reserve":
+        tokens = act.forward_tokens(p.engine, chunk_tokens(p, None, workload), workload.prompt_tokens or workload.context,
+                                    workload.batch)
+        computes = bool(share.layers) or bool(share.expert_set(n))
+        out.append(act.host_compute_draft(a, p.engine, tokens, computes))
+        if share.head or any_gpu:
+            out.append(act.host_output_draft(a, workload.batch))
+    return out
+
+
+def required_bytes(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: Share | None = None) -> int:
     """Sum of the footprint's terms without building them (fast path)."""
-    return sum(d[1] for d in drafts(p, device, workload, tp))
+    return sum(d[1] for d in drafts(p, device, workload, tp, share))
 
 
-def estimate(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> Footprint:
+def estimate(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: Share | None = None) -> Footprint:
     """One device's footprint, every term explained."""
-    return Footprint.model_construct(terms=[d[2]() for d in drafts(p, device, workload, tp)])
+    return Footprint.model_construct(terms=[d[2]() for d in drafts(p, device, workload, tp, share)])
+
+
+def host_estimate(p: Prepared, share: Share, workload: Workload, any_gpu: bool = True) -> Footprint:
+    return Footprint.model_construct(terms=[d[2]() for d in host_drafts(p, share, workload, any_gpu)])
 
 
 def kv_bytes_of(terms: list[Draft] | Footprint) -> int:
@@ -246,4 +383,4 @@ def kv_bytes_of(terms: list[Draft] | Footprint) -> int:
 
 
 __all__ = ["Prepared", "prepare", "drafts", "required_bytes", "estimate", "truncated_model", "Draft",
-           "kv_bytes_of"]
+           "kv_bytes_of", "host_drafts", "host_estimate"]

@@ -77,9 +77,15 @@ def _row_bytes(fmt: StorageFormat, n_heads: int, d: int, span_heads: bool) -> in
     return fmt.matrix_bytes(n_heads, d)
 
 
-def kv_layout(arch: Architecture, engine: EngineProfile, fmt: StorageFormat, layers: int | None = None) -> KvLayout:
-    """Count layer kinds (over the first ``layers`` layers when given) and their per-token bytes."""
-    kinds = arch.layer_kinds()[: layers if layers is not None else arch.num_hidden_layers]
+def kv_layout(arch: Architecture, engine: EngineProfile, fmt: StorageFormat, layers: int | None = None,
+              indices: range | frozenset[int] | None = None) -> KvLayout:
+    """Count layer kinds (over the first ``layers`` layers, or the layers ``indices`` a device
+    holds) and their per-token bytes."""
+    all_kinds = arch.layer_kinds()
+    if indices is not None:
+        kinds = [all_kinds[i] for i in sorted(indices)]
+    else:
+        kinds = all_kinds[: layers if layers is not None else arch.num_hidden_layers]
     n_full = sum(1 for k in kinds if k == "full_attention")
     n_slide = sum(1 for k in kinds if k == "sliding_attention")
     n_lin = sum(1 for k in kinds if k == "linear_attention")

@@ -323,20 +323,27 @@ def _active_fraction(e: TensorEntry, arch: Architecture) -> Fraction:
     return Fraction(1)
 
 
+def _format_split(e: TensorEntry, recipe: RecipeSpec, n: int) -> dict[str, list[int]]:
+    """Format id -> the layers of ``e`` stored in it ([] for a tensor outside the layers).
+
+    Only recipes with more-bits layers (llama.cpp's use_more_bits) store one name in two formats.
+    """
+    if recipe.more_bits and e.layers:
+        split: dict[str, list[int]] = {}
+        for layer in e.layers:
+            split.setdefault(entry_format(e, recipe, layer, n), []).append(layer)
+        return split
+    return {entry_format(e, recipe, None, n): list(e.layers)}
+
+
 def _price_entries(entries: list[TensorEntry], recipe: RecipeSpec, arch: Architecture
                    ) -> dict[str, dict[str, list[tuple[TensorEntry, int, int]]]]:
     """group -> format -> [(entry, instances at that format, bytes)]."""
     n = arch.num_hidden_layers
     out: dict[str, dict[str, list[tuple[TensorEntry, int, int]]]] = {}
     for e in entries:
-        if recipe.more_bits and e.layers:
-            split: dict[str, int] = {}
-            for layer in e.layers:
-                fid = entry_format(e, recipe, layer, n)
-                split[fid] = split.get(fid, 0) + 1
-        else:
-            split = {entry_format(e, recipe, None, n): max(1, len(e.layers))}
-        for fid, n_layers in split.items():
+        for fid, layers in _format_split(e, recipe, n).items():
+            n_layers = max(1, len(layers))
             b = tensor_bytes(get_format(fid), e.shape, copies=e.copies * n_layers)
             out.setdefault(e.group, {}).setdefault(fid, []).append((e, n_layers, b))
     return out
@@ -369,6 +376,63 @@ def bytes_by_layer(model: ModelSpec, recipe: RecipeSpec) -> dict[str, dict[int |
             fmt = get_format(entry_format(e, recipe, layer if recipe.more_bits else None, n))
             per[layer] = per.get(layer, 0) + tensor_bytes(fmt, e.shape, copies=e.copies)
     return out
+@dataclass(frozen=True)
+class LayerTable:
+    """Bytes of every tensor group per decoder layer and outside the layers, by format.
+
+    The same pricing as ``weights_breakdown`` cut by layer, so that a placement can put layers
+    (and the routed experts of a layer) on different devices: Σ over layers of ``per_layer`` plus
+    ``outside`` equals the group's bytes exactly (tests/test_placement.py). ``outside`` holds the
+    tensors that belong to no decoder layer (embedding, final norm, lm_head) and the MTP layers.
+    ``active`` is each group's share of weights a token reads (experts: k / E).
+    """
+
+    n_layers: int
+    per_layer: dict[str, list[dict[str, int]]]
+    outside: dict[str, dict[str, int]]
+    active: dict[str, Fraction]
+
+    def group_bytes(self, group: str, layers: range | frozenset | None, outside: bool) -> dict[str, int]:
+        """{format: bytes} of ``group`` over ``layers`` (None: all), plus its outside part if asked."""
+        out: dict[str, int] = {}
+        rows = self.per_layer.get(group)
+        if rows is not None:
+            for i in (range(self.n_layers) if layers is None else layers):
+                for fid, b in rows[i].items():
+                    out[fid] = out.get(fid, 0) + b
+        if outside:
+            for fid, b in self.outside.get(group, {}).items():
+                out[fid] = out.get(fid, 0) + b
+        return out
+
+
+def layer_table(model: ModelSpec, recipe: RecipeSpec) -> LayerTable | None:
+    """Per-layer bytes of ``model`` in ``recipe`` (None for a coarse spec: it has no layers)."""
+    arch = model.architecture
+    if arch is None:
+        return None
+    n = arch.num_hidden_layers
+    per_layer: dict[str, list[dict[str, int]]] = {}
+    outside: dict[str, dict[str, int]] = {}
+    active: dict[str, Fraction] = {}
+    for e in tensor_inventory(arch):
+        active.setdefault(e.group, _active_fraction(e, arch))
+        for fid, layers in _format_split(e, recipe, n).items():
+            one = tensor_bytes(get_format(fid), e.shape, copies=e.copies)
+            inside = [i for i in layers if i < n]
+            if inside:
+                rows = per_layer.setdefault(e.group, [{} for _ in range(n)])
+                for i in inside:
+                    rows[i][fid] = rows[i].get(fid, 0) + one
+            k = (len(layers) - len(inside)) if layers else 1
+            if k:
+                d = outside.setdefault(e.group, {})
+                d[fid] = d.get(fid, 0) + one * k
+    for x in model.extra_groups:
+        g = _extra_group(x)
+        outside.setdefault(x.name, {}).update(g.formats)
+        active[x.name] = Fraction(0)
+    return LayerTable(n_layers=n, per_layer=per_layer, outside=outside, active=active)
 
 
 _GROUP_LABELS = {

@@ -1,0 +1,196 @@
+"""Placement: per-layer bytes, shares, engine layer rules, and per-device footprints against logs."""
+
+import pytest
+
+from fitcalc.catalog import load_engine, load_model, model_ids
+from fitcalc.errors import InputError
+from fitcalc.estimate import estimate, prepare, required_bytes
+from fitcalc.estimate.footprint import host_estimate
+from fitcalc.estimate.placement import Layout, Share, assign, pipeline_stages, proportional_slots, whole_share
+from fitcalc.estimate.weights import layer_table, weights_breakdown
+from fitcalc.recipes import resolve_recipe
+from fitcalc.spec import Device, Workload
+from fitcalc.units import GiB, MiB
+from tests.archs import deepseek_v3, llama_3_1_8b
+
+
+@pytest.mark.parametrize("model_id", model_ids())
+@pytest.mark.parametrize("recipe", [None, "q4_k_m", "fp8"])
+def test_layer_table_sums_to_the_breakdown_exactly(model_id, recipe):
+    # Cutting the pricing by layer must not move a byte: Σ layers + outside == group bytes, per format.
+    m = load_model(model_id)
+    r = resolve_recipe(m, recipe)
+    t = layer_table(m, r)
+    for g in weights_breakdown(m, r).groups:
+        assert t.group_bytes(g.name, None, True) == g.formats, (model_id, recipe, g.name)
+
+
+def test_layer_table_per_layer_by_hand():
+    # Llama-3.1-8B BF16, one layer: q 4096x4096 + k,v 1024x4096 each + o 4096x4096 = 41,943,040 weights;
+    # MLP 3 x 14336 x 4096 = 176,160,768 weights; x 2 bytes.
+    m = llama_3_1_8b()
+    t = layer_table(m, m.native_recipe)
+    assert t.per_layer["attention"][7] == {"bf16": 41_943_040 * 2}
+    assert t.per_layer["mlp"][0] == {"bf16": 176_160_768 * 2}
+    assert t.outside["embedding"] == {"bf16": 128256 * 4096 * 2}
+    assert t.outside["norms"] == {"bf16": 4096 * 2}  # the final norm; per-layer norms are inside
+
+
+@pytest.mark.parametrize("n,pp,expected", [
+    (61, 4, (15, 15, 16, 15)),  # vLLM docs example for a 61-layer model
+    (61, 2, (31, 30)),
+    (22, 4, (5, 6, 6, 5)),
+    (3, 2, (2, 1)),
+    (32, 4, (8, 8, 8, 8)),
+])
+def test_pipeline_stages_follow_vllm(n, pp, expected):
+    # vllm/distributed/utils.py get_pp_indices: n // pp each; remainder added from the second-to-last stage back.
+    assert pipeline_stages(n, pp) == expected
+
+
+@pytest.mark.parametrize("slots,weights,expected", [
+    (25, [1, 1], (13, 12)),  # slot j to device 0 while 1/2 > j/25: j = 0..12
+    (37, [3, 1], (28, 9)),  # 3/4 > j/37 for j <= 27
+    (10, [5, 3, 2], (5, 3, 2)),  # proportions that are layer counts land exactly
+    (62, [8, 8, 8, 7, 8, 8, 8, 7], (8, 8, 8, 7, 8, 8, 8, 7)),
+])
+def test_llama_cpp_layer_split(slots, weights, expected):
+    assert proportional_slots(slots, weights) == expected
+
+
+def test_whole_share_one_gpu_equals_fit_path():
+    # A plan on one GPU with every layer there takes fit's path: the same bytes.
+    for engine in ("vllm", "llama.cpp", "sglang", "ollama"):
+        e = load_engine(engine)
+        p = prepare(load_model("gpt-oss-20b"), None, e)
+        d = Device.from_budget(24 * GiB)
+        asg = assign(p.arch, e, Layout(), [d.memory_bytes])
+        w = Workload(context=8192)
+        assert required_bytes(p, d, w, share=asg.gpus[0]) == required_bytes(p, d, w)
+
+
+def test_llama_cpp_keeps_the_input_embedding_in_ram_ollama_log():
+    # Ollama log (MagicWand18/Securetag-AI-Agent runpod-deploy/logcompleto.md), Llama-3.1-8B-Instruct Q4_K_M,
+    # --n-gpu-layers 33 (all): "CUDA0 model buffer 4403.49 MiB", "CPU model buffer 281.81 MiB".
+    # The CPU part is token_embd Q4_K: 128256 x 4096 x 144/256 B = 295,501,824 B = 281.81 MiB.
+    e = load_engine("ollama")
+    p = prepare(llama_3_1_8b(), "q4_k_m", e)
+    gpu = estimate(p, Device.from_budget(24 * GiB), Workload(context=2048, batch=4)).by_prefix("weights")
+    asg = assign(p.arch, e, Layout(), [24 * GiB])
+    host = host_estimate(p, asg.host, Workload(context=2048, batch=4)).by_prefix("weights")
+    assert host == 128256 * 4096 * 144 // 256
+    assert abs(host / MiB - 281.81) < 0.01
+    assert abs(gpu / MiB - 4403.49) < 0.05  # the recipe's per-layer Q4_K/Q6_K choice reproduces the log
+
+
+def test_gpt_oss_20b_experts_on_cpu_ik_llama_log():
+    # ik_llama.cpp#822 (llama-server build 6699, gpt-oss-20b-mxfp4.gguf, -ngl 99 --n-cpu-moe 99):
+    # "CUDA0 model buffer 1242.03 MiB": attention (Q8_0 + f32 biases, sinks), routers, norms and the output
+    # matrix; the experts and token_embd stay in RAM.
+    e = load_engine("llama.cpp")
+    p = prepare(load_model("gpt-oss-20b"), "mxfp4_moe", e)
+    asg = assign(p.arch, e, Layout(cpu_moe=24), [8 * GiB])
+    gpu = estimate(p, Device.from_budget(8 * GiB), Workload(context=131072), share=asg.gpus[0])
+    assert abs(gpu.by_prefix("weights") / MiB - 1242.03) < 0.05
+    assert gpu.term("weights.experts") is None and gpu.term("weights.embedding") is None
+    # Host compute buffer: 263.15 MiB logged ("CUDA_Host compute buffer"); the heuristic's band covers it.
+    host = host_estimate(p, asg.host, Workload(context=131072))
+    t = host.term("act.host_compute")
+    assert abs(t.bytes / MiB - 263.15) / 263.15 <= t.band
+    assert host.term("act.host_output").bytes == 201088 * 4  # "CUDA_Host output buffer 0.77 MiB"
+    assert all(term.placement == "cpu" for term in host.terms)
+
+
+def test_tensor_parallel_shares_split_weights_and_replicate_mla():
+    e = load_engine("vllm")
+    p = prepare(deepseek_v3(), None, e)
+    big = Device.from_budget(1 << 40)
+    one = estimate(p, big, Workload(context=4096))
+    asg = assign(p.arch, e, Layout(tp=8), [1 << 40] * 8)
+    rank = estimate(p, big, Workload(context=4096), share=asg.gpus[0])
+    for g in ("attention", "experts", "mlp"):
+        assert rank.term(f"weights.{g}").bytes == -(-one.term(f"weights.{g}").bytes // 8)
+    assert rank.term("kv.mla").bytes == one.term("kv.mla").bytes  # one latent head: every rank holds it
+
+
+def test_pipeline_stage_holds_its_layers_embedding_first_head_last():
+    e = load_engine("vllm")
+    m = llama_3_1_8b()
+    p = prepare(m, None, e)
+    t = layer_table(m, m.native_recipe)
+    asg = assign(p.arch, e, Layout(pp=4), [80 * GiB] * 4)
+    w = Workload(context=8192)
+    first = estimate(p, Device.from_budget(80 * GiB), w, share=asg.gpus[0])
+    last = estimate(p, Device.from_budget(80 * GiB), w, share=asg.gpus[3])
+    assert first.term("weights.embedding").bytes == t.outside["embedding"]["bf16"]
+    assert first.term("weights.lm_head") is None and first.term("act.logits") is None
+    assert last.term("weights.lm_head") is not None and last.term("act.logits") is not None
+    assert last.term("weights.embedding") is None
+    # 8 layers per stage: KV is a quarter of the whole model's
+    whole = estimate(p, Device.from_budget(80 * GiB), w)
+    assert first.term("kv.full").bytes * 4 == whole.term("kv.full").bytes
+    assert first.term("weights.attention").bytes * 4 == whole.term("weights.attention").bytes
+
+
+def test_expert_parallel_divides_experts_only():
+    e = load_engine("vllm")
+    p = prepare(load_model("gpt-oss-120b"), None, e)
+    d = Device.from_budget(1 << 40)
+    w = Workload(context=4096)
+    whole = estimate(p, d, w)
+    tp = assign(p.arch, e, Layout(tp=2, ep=4), [1 << 40] * 4)  # dp 2: attention split 2 ways, experts 4 ways
+    rank = estimate(p, d, w, share=tp.gpus[0])
+    assert rank.term("weights.experts").bytes == -(-whole.term("weights.experts").bytes // 4)
+    assert rank.term("weights.attention").bytes == -(-whole.term("weights.attention").bytes // 2)
+
+
+@pytest.mark.parametrize("engine,layout,n,needle", [
+    ("vllm", Layout(tp=3), 3, "does not divide the 64 attention heads"),
+    ("vllm", Layout(tp=16), 16, None),  # 16 % 8 KV heads == 0: KV heads replicated, allowed
+    ("llama.cpp", Layout(tp=2), 2, "no tensor parallelism"),
+    ("vllm", Layout(cpu_moe=4), 1, "keeps every layer on the GPU"),
+    ("vllm", Layout(tp=2, ep=3), 3, "multiple of --tp"),
+    ("vllm", Layout(tp=2, pp=2), 2, "needs 4 GPUs"),
+    ("ollama", Layout(cpu_moe=4), 1, "cannot keep expert tensors"),
+])
+def test_layout_rules(engine, layout, n, needle):
+    e = load_engine(engine)
+    a = load_model("gpt-oss-20b").architecture
+    if needle is None:
+        assign(a, e, layout, [80 * GiB] * n)
+        return
+    with pytest.raises(InputError) as ex:
+        assign(a, e, layout, [80 * GiB] * n)
+    assert needle in ex.value.one_line()
+
+
+def test_llama_cpp_gpu_layers_keep_the_first_layers_on_cpu():
+    # i_gpu_start = n_layer + 1 - n_gpu_layers: with -ngl 10 on a 24-layer model, layers 15..23 and the
+    # output are on the GPU, layers 0..14 on the CPU.
+    e = load_engine("llama.cpp")
+    a = load_model("gpt-oss-20b").architecture
+    asg = assign(a, e, Layout(gpu_layers=10), [24 * GiB])
+    assert asg.gpus[0].layers == frozenset(range(15, 24)) and asg.gpus[0].head
+    assert asg.host.layers == frozenset(range(15)) and not asg.host.head
+    none = assign(a, e, Layout(gpu_layers=0), [24 * GiB])
+    assert none.host.head and none.gpus[0].layers == frozenset()
+
+
+def test_share_defaults_mean_the_whole_model():
+    s = Share()
+    assert s.all_layers and s.layer_set(5) == range(5)
+    assert whole_share(load_engine("llama.cpp")).embedding is False
+    assert whole_share(load_engine("vllm")).embedding is True
+
+
+def test_llama_cpp_tied_embedding_is_duplicated_as_the_output():
+    # Gemma 3 ties its embedding: llama.cpp keeps token_embd in RAM and loads the same matrix again as the
+    # output layer on the GPU that holds it (TENSOR_DUPLICATED), so both sides count it.
+    e = load_engine("llama.cpp")
+    m = load_model("gemma-3-27b")
+    p = prepare(m, "q4_k_m", e)
+    emb = p.weights.group("embedding").bytes
+    asg = assign(p.arch, e, Layout(), [48 * GiB])
+    gpu = estimate(p, Device.from_budget(48 * GiB), Workload(context=4096), share=asg.gpus[0])
+    host = host_estimate(p, asg.host, Workload(context=4096))
+    assert gpu.term("weights.embedding").bytes == emb and host.term("weights.embedding").bytes == emb
