@@ -448,9 +448,14 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
                                                  if plan.batch > 1 and s.decode_tokens_per_s_total else "")
                 + (f"; prefill {s.prefill_s:,.2f} s for {s.prompt_tokens:,} tokens" if s.prefill_s is not None else ""),
                 soft_wrap=True)
+        # Ranks of one tensor-parallel group read the same bytes in the same time: one line each kind.
+        lines: dict[str, int] = {}
         for part in s.parts:
-            c.print(Text(f"  {part.where}: {format_bytes(part.bytes_per_step)} per step, {part.time_s * 1e3:.2f} ms "
-                         f"({part.bound}-bound, efficiency {part.efficiency:g})", style="dim"), soft_wrap=True)
+            line = (f"{part.where}: {format_bytes(part.bytes_per_step)} per step, {part.time_s * 1e3:.2f} ms "
+                    f"({part.bound}-bound, efficiency {part.efficiency:g})")
+            lines[line] = lines.get(line, 0) + 1
+        for line, n in lines.items():
+            c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
     if plan.engine_flags is not None:
         f = plan.engine_flags
         c.print("[bold]run:[/bold]")

@@ -38,7 +38,47 @@ fitcalc says, term by term, per engine. Regenerate with `python docs/examples/ge
      "fitcalc fit deepseek-r1 --gpu h100-sxm:8 --gpu gh200-96gb:8 --gpu h200:8 --context 32k"),
 ])
 
-PAGES = [FIT_PAGE]
+PLAN_PAGE = ("plan.md", "# `fitcalc plan` — worked examples", """\
+`fit` answers *does it fit*; `plan` answers *what should I run*: the placement of the model on each GPU
+and in system RAM, the largest context and batch that placement leaves, how many GPUs a GPU-only run
+needs, the recipe with most bits that fits, the expected speed and the engine's settings. Formulas and
+constants: docs/formulas.md, "Plan". Every output below is what the command above it prints (regenerate
+with `python docs/examples/generate.py`); RAM is given with `--ram` so the page does not depend on the
+machine that wrote it. The same scenarios are tests with hand arithmetic: `tests/test_plan_seeds.py`.
+""", [
+    ("## 1. gpt-oss-120b on one 24 GB GPU with 64 GB of RAM, experts on the CPU\n\n"
+     "The 60.8 GiB MXFP4 checkpoint cannot sit on a 24 GB card. llama.cpp keeps attention, routers, norms and "
+     "the output layer of every layer on the GPU and moves the routed-expert tensors of the first N layers to "
+     "RAM (`--n-cpu-moe N`); `plan` finds the smallest N that fits at the context asked for, checks that what "
+     "moves fits in the RAM, and estimates decode speed from the GPU's and the RAM's bandwidth.",
+     "fitcalc plan gpt-oss-120b --gpu rtx-4090 --ram 64GiB --engine llama.cpp --context 32k"),
+    ("Every expert in RAM (`--cpu-moe all`, llama.cpp's `-cmoe`) frees the card for context and batch, at the "
+     "cost of reading all active experts from RAM each token:",
+     "fitcalc plan gpt-oss-120b --gpu rtx-4090 --ram 64GiB --engine llama.cpp --context 32k --cpu-moe all"),
+    ("With 32 GB of RAM nothing fits, and `plan` says what came closest:",
+     "fitcalc plan gpt-oss-120b --gpu rtx-4090 --ram 32GiB --engine llama.cpp --context 32k --max-gpus 2"),
+    ("## 2. gpt-oss-20b on a 16 GB card at its largest context\n\n"
+     "Without `--context` the plan reports the largest context. The default engine is vLLM; on a GPU without "
+     "native FP4 vLLM repacks the MXFP4 experts and keeps 10 % of the card, so it needs two cards: `plan` says "
+     "so and switches to llama.cpp.",
+     "fitcalc plan gpt-oss-20b --gpu rtx-4060-ti-16gb --ram 32GiB"),
+    ("## 3. DeepSeek-R1 on 8 × 80 GB, 8 × 96 GB and 8 × 141 GB (vLLM)\n\n"
+     "The FP8 checkpoint's routed experts alone are 58 layers × 256 experts × 3 × (2048 × 7168 B + fp32 tile "
+     "scales) = 654.1 GB: 76.1 GiB per GPU under TP 8, more than vLLM's 0.9 × the H100's usable memory. So "
+     "on eight H100s `plan` reports how many GPUs FP8 needs and which recipe fits the eight:",
+     "fitcalc plan deepseek-r1 --gpu h100-sxm:8 --ram 1TiB --engine vllm --context 32k"),
+    ("On eight 96 GB GPUs FP8 fits with a shorter window:",
+     "fitcalc plan deepseek-r1 --gpu gh200-96gb:8 --ram 1TiB --engine vllm --context 32k"),
+    ("On eight H200s (141 GB) FP8 fits with room to spare:",
+     "fitcalc plan deepseek-r1 --gpu h200:8 --ram 1TiB --engine vllm --context 32k"),
+    ("## 4. Several GPUs of different sizes (llama.cpp layer split)\n\n"
+     "llama.cpp gives each GPU whole layers in proportion to `-ts`; `plan` starts from llama.cpp's default "
+     "(proportional to memory) and moves layers from the fullest card to the emptiest until all fit:",
+     "fitcalc plan llama-3.1-70b --gpu rtx-3090:2 --gpu rtx-3060-12gb --ram 64GiB --engine llama.cpp "
+     "--recipe q4_k_m --context 8k"),
+])
+
+PAGES = [FIT_PAGE, PLAN_PAGE]
 
 
 def run(command: str) -> str:
@@ -50,7 +90,12 @@ def run(command: str) -> str:
     assert args[0] == "fitcalc"
     os.environ["FITCALC_WIDTH"] = WIDTH
     result = CliRunner().invoke(app, args[1:])
-    return result.stdout.rstrip() + "\n"
+    text = result.stdout.rstrip()
+    if result.stderr.strip():
+        text += "\n" + result.stderr.rstrip()
+    if result.exit_code:
+        text += f"\n(exit {result.exit_code})"
+    return text + "\n"
 
 
 def render(page) -> str:

@@ -130,7 +130,7 @@ def engine_reserve_draft(engine: EngineProfile, device: Device, usable: int) -> 
                          band=0.0, formula="(1 − fraction) × usable + fixed margin",
                          inputs={"fraction": o.memory_fraction or 0.0, "usable": usable,
                                  "fixed": o.fixed_reserve_bytes},
-                         explain="overhead.engine_reserve: " + " + ".join(pieces) + (f" → {n:,} B" if len(pieces) > 1 else " B"),
+                         explain="overhead.engine_reserve: " + " + ".join(pieces) + f" → {n:,} B",
                          sources=(f"engine_profiles/{engine.id}.yaml: overhead",))
 
     return ("overhead.engine_reserve", n, build)
