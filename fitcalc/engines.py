@@ -67,6 +67,7 @@ class WorkingMemoryRules(Strict):
     dequant_scratch: bool = False  # dequantizes a packed weight to bf16 before its matmul
     activation_bytes: PositiveInt = 2  # bf16/fp16 activations
     graph_compute_extra_bytes: NonNegInt = 0  # llama.cpp: scheduler and graph metadata
+    output_embeddings: bool = False  # the output buffer also holds embeddings (Ollama's runner turns them on)
 
 
 class OverheadRules(Strict):
@@ -106,7 +107,11 @@ class ParallelRules(Strict):
     (vLLM ``--pipeline-parallel-size``). ``expert_parallel``: routed experts split whole over the
     ranks. ``cpu_layers`` / ``cpu_experts``: whole layers (``-ngl``) or routed-expert tensors
     (``--n-cpu-moe``) may stay in system RAM. ``output_is_layer``: the GPU-layer count includes
-    the output layer (llama.cpp counts n_layer + 1 slots).
+    the output layer (llama.cpp counts n_layer + 1 slots). ``output_offloaded_first``: which end
+    of those slots -ngl fills first. llama.cpp builds of 2025 (src/llama-model.cpp load_tensors:
+    ``i_gpu_start = max(n_layer - n_gpu_layers, 0)``) give the GPU the last ngl repeating layers and
+    the output layer only when ngl > n_layer; builds of 2026 (``max(n_layer_all + 1 - n_gpu_layers,
+    0)``, b9993 and later) give it the output layer first, then the last ngl - 1 layers.
     """
 
     multi_gpu: Literal["tensor", "layer", "none"] = "tensor"
@@ -115,6 +120,7 @@ class ParallelRules(Strict):
     cpu_layers: bool = False
     cpu_experts: bool = False
     output_is_layer: bool = False
+    output_offloaded_first: bool = False
 
 
 class SpeedRules(Strict):

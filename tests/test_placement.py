@@ -165,15 +165,29 @@ def test_layout_rules(engine, layout, n, needle):
 
 
 def test_llama_cpp_gpu_layers_keep_the_first_layers_on_cpu():
-    # i_gpu_start = n_layer + 1 - n_gpu_layers: with -ngl 10 on a 24-layer model, layers 15..23 and the
-    # output are on the GPU, layers 0..14 on the CPU.
+    # The profile's builds (2025): i_gpu_start = max(n_layer - n_gpu_layers, 0), output offloaded only when
+    # n_gpu_layers > n_layer. With -ngl 10 on a 24-layer model, layers 14..23 are on the GPU, layers 0..13
+    # and the output on the CPU; -ngl 25 puts everything, output included, on the GPU.
     e = load_engine("llama.cpp")
     a = load_model("gpt-oss-20b").architecture
     asg = assign(a, e, Layout(gpu_layers=10), [24 * GiB])
-    assert asg.gpus[0].layers == frozenset(range(15, 24)) and asg.gpus[0].head
-    assert asg.host.layers == frozenset(range(15)) and not asg.host.head
+    assert asg.gpus[0].layers == frozenset(range(14, 24)) and not asg.gpus[0].head
+    assert asg.host.layers == frozenset(range(14)) and asg.host.head
+    full = assign(a, e, Layout(gpu_layers=25), [24 * GiB])
+    assert full.gpus[0].head and not full.host.head and not full.host.layers
     none = assign(a, e, Layout(gpu_layers=0), [24 * GiB])
     assert none.host.head and none.gpus[0].layers == frozenset()
+
+
+def test_llama_cpp_2026_builds_offload_the_output_first():
+    # b9993 and later: i_gpu_start = max(n_layer + 1 - n_gpu_layers, 0): with -ngl 10, layers 15..23 and the
+    # output on the GPU, layers 0..14 on the CPU.
+    e = load_engine("llama.cpp")
+    new = e.model_copy(update={"parallel": e.parallel.model_copy(update={"output_offloaded_first": True})})
+    a = load_model("gpt-oss-20b").architecture
+    asg = assign(a, new, Layout(gpu_layers=10), [24 * GiB])
+    assert asg.gpus[0].layers == frozenset(range(15, 24)) and asg.gpus[0].head
+    assert asg.host.layers == frozenset(range(15)) and not asg.host.head
 
 
 def test_share_defaults_mean_the_whole_model():

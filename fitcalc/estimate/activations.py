@@ -205,32 +205,6 @@ def compute_buffer_draft(arch: Architecture, engine: EngineProfile, tokens: int,
     return ("act.compute_buffer", n, build)
 
 
-def output_buffer_draft(arch: Architecture, n_seq_max: int, embeddings: bool) -> Draft:
-    """[term: act.logits, host] llama.cpp's graph output buffer, kept in pinned host memory.
-
-    bytes = n_outputs × (V + (H if embeddings)) × 4,   n_outputs = n_seq_max at start-up
-    where  V  vocab_size (fp32 logits per output row);  H  hidden_size (fp32 embedding per row,
-              only when the context was created with embeddings on: Ollama's runner always does)
-    Source: llama.cpp src/llama-context.cpp ``output_reserve(n_seq_max)``: logits_size =
-    n_vocab × n_outputs_max, embd_size = n_embd × n_outputs_max, both float. Checked against
-    ik_llama.cpp#822 (0.77 MiB = 201,088 × 4 B) and an Ollama 0.5.4 log (2.02 MiB = 4 × (128,256 +
-    4,096) × 4 B) in tests/reconcile/test_compare.py. Not part of the GPU footprint: the buffer
-    type is the host's (CUDA_Host).
-    """
-    width = arch.vocab_size + (arch.hidden_size if embeddings else 0)
-    n = n_seq_max * width * 4
-
-    def build() -> Term:
-        return make_term("act.logits", "output buffer (host, fp32 logits)", n, kind="derived", band=0.0,
-                         placement="cpu", formula="n_seq_max × (V + H·embeddings) × 4",
-                         inputs={"n_seq_max": n_seq_max, "V": arch.vocab_size, "H": arch.hidden_size,
-                                 "embeddings": str(embeddings)},
-                         explain=f"act.logits (host): {n_seq_max} × ({arch.vocab_size:,}"
-                                 + (f" + {arch.hidden_size:,}" if embeddings else "") + f") × 4 B = {n:,} B",
-                         sources=("llama.cpp src/llama-context.cpp output_reserve(): (n_vocab + n_embd if "
-                                  "embeddings) × n_outputs_max floats",))
-
-    return ("act.logits", n, build)
 # llama.cpp host buffers. Two logs: with every layer on the GPU, Ollama's Llama-3.1-8B (ubatch 512)
 # logged "CUDA_Host compute buffer 24.01 MiB" = 3 x 512 x 4096 x 4 B (graph inputs kept in pinned
 # host memory); with every expert tensor on the CPU, gpt-oss-20b (ik_llama.cpp#822) logged 263.15 MiB.
@@ -267,17 +241,28 @@ def host_compute_draft(arch: Architecture, engine: EngineProfile, tokens: int, c
     return ("act.host_compute", n, build)
 
 
-def host_output_draft(arch: Architecture, batch: int) -> Draft:
-    """[term: act.host_output] llama.cpp's output buffer in host memory: one fp32 logits row per
-    sequence (ik_llama.cpp#822: 0.77 MiB = 201,088 × 4 B for one sequence)."""
-    v = arch.vocab_size
-    n = batch * v * 4
+def host_output_draft(arch: Architecture, n_seq_max: int, embeddings: bool = False) -> Draft:
+    """[term: act.host_output] llama.cpp's graph output buffer, in pinned host memory.
+
+    bytes = n_seq_max × (V + (H if embeddings)) × 4
+    where  V  vocab_size (fp32 logits per output row);  H  hidden_size (fp32 embedding per row, only
+              when the context was created with embeddings on: Ollama's runner always does)
+    Source: llama.cpp src/llama-context.cpp ``output_reserve(n_seq_max)``: logits_size =
+    n_vocab × n_outputs_max, embd_size = n_embd × n_outputs_max, both float. Checked against
+    ik_llama.cpp#822 (0.77 MiB = 201,088 × 4 B) and an Ollama 0.5.4 log (2.02 MiB = 4 × (128,256 +
+    4,096) × 4 B) in tests/reconcile/test_compare.py. Not part of a GPU's footprint (CUDA_Host).
+    """
+    width = arch.vocab_size + (arch.hidden_size if embeddings else 0)
+    n = n_seq_max * width * 4
 
     def build() -> Term:
-        return make_term("act.host_output", "host output buffer (logits)", n, kind="derived", band=0.05,
-                         placement="cpu", formula="B × V × 4", inputs={"B": batch, "V": v},
-                         explain=f"act.host_output: {batch} × V {v:,} × 4 B = {n:,} B",
-                         sources=("llama.cpp CUDA_Host output buffer 0.77 MiB for gpt-oss-20b, one sequence "
-                                  "(ik_llama.cpp#822)",))
+        return make_term("act.host_output", "host output buffer (logits)", n, kind="derived", band=0.0,
+                         placement="cpu", formula="n_seq_max × (V + H·embeddings) × 4",
+                         inputs={"n_seq_max": n_seq_max, "V": arch.vocab_size, "H": arch.hidden_size,
+                                 "embeddings": str(embeddings)},
+                         explain=f"act.host_output: {n_seq_max} × ({arch.vocab_size:,}"
+                                 + (f" + {arch.hidden_size:,}" if embeddings else "") + f") × 4 B = {n:,} B",
+                         sources=("llama.cpp src/llama-context.cpp output_reserve(): (n_vocab + n_embd if "
+                                  "embeddings) × n_outputs_max floats",))
 
     return ("act.host_output", n, build)

@@ -358,7 +358,7 @@ def host_drafts(p: Prepared, share: Share, workload: Workload, any_gpu: bool = T
         computes = bool(share.layers) or bool(share.expert_set(n))
         out.append(act.host_compute_draft(a, p.engine, tokens, computes))
         if share.head or any_gpu:
-            out.append(act.host_output_draft(a, workload.batch))
+            out.append(act.host_output_draft(a, workload.batch, p.engine.working.output_embeddings))
     return out
 
 

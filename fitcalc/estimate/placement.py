@@ -307,7 +307,12 @@ def _layer_split(n: int, engine: EngineProfile, layout: Layout, memories: list[i
     if not engine.parallel.cpu_layers and gpu_slots < slots:
         raise InputError(f"{engine.display_name} keeps every layer on the GPU",
                          hint="drop --gpu-layers, or use --engine llama.cpp")
-    first_gpu = slots - gpu_slots  # llama.cpp: i_gpu_start = max(n_layer + 1 - n_gpu_layers, 0)
+    # llama.cpp's i_gpu_start: the GPU slots are [first_gpu, first_gpu + gpu_slots) of 0..n_layer,
+    # slot n_layer being the output layer (see ParallelRules.output_offloaded_first for the versions).
+    if engine.parallel.output_offloaded_first:
+        first_gpu = slots - gpu_slots
+    else:
+        first_gpu = max(n - gpu_slots, 0)
     counts = proportional_slots(gpu_slots, list(layout.split or memories)) if gpu_slots else (0,) * len(memories)
     gpus, roles = [], []
     slot = first_gpu
@@ -322,7 +327,7 @@ def _layer_split(n: int, engine: EngineProfile, layout: Layout, memories: list[i
         roles.append(_ranges_text(sorted(layers)) + (" + output" if head else "")
                      + (f" (experts of {len(layers & cpu_experts)} on CPU)" if layers & cpu_experts else ""))
     cpu_layers = set(range(min(first_gpu, n)))
-    head_on_cpu = engine.parallel.output_is_layer and first_gpu > n or gpu_slots == 0
+    head_on_cpu = not any(sh.head for sh in gpus)
     host = _host(cpu_layers, cpu_experts, host_emb or gpu_slots == 0, head_on_cpu)
     return Assignment(gpus=tuple(gpus), host=host, roles=tuple(roles))
 

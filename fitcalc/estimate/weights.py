@@ -349,33 +349,6 @@ def _price_entries(entries: list[TensorEntry], recipe: RecipeSpec, arch: Archite
     return out
 
 
-def bytes_by_layer(model: ModelSpec, recipe: RecipeSpec) -> dict[str, dict[int | None, int]]:
-    """Resident bytes per tensor group and decoder layer: ``{group: {layer: bytes}}``, layer ``None``
-    for tensors outside the layers (embedding, final norm, lm_head).
-
-    The same pricing as ``weights_breakdown`` (same formats, llama.cpp's more-bits layers included),
-    split by layer so an engine that places layers on different devices (llama.cpp ``-ngl``,
-    ``--n-cpu-moe``) can be followed. Each group's layers sum to the group's bytes exactly:
-    ``tensor_bytes`` is linear in the number of copies. Empty for a coarse spec. MTP layers are
-    left out (not loaded for text inference).
-    """
-    arch = model.architecture
-    if arch is None:
-        return {}
-    n = arch.num_hidden_layers
-    out: dict[str, dict[int | None, int]] = {}
-    for e in tensor_inventory(arch):
-        if e.group == "mtp":
-            continue
-        per = out.setdefault(e.group, {})
-        if not e.layers:
-            fmt = get_format(entry_format(e, recipe, None, n))
-            per[None] = per.get(None, 0) + tensor_bytes(fmt, e.shape, copies=e.copies)
-            continue
-        for layer in e.layers:
-            fmt = get_format(entry_format(e, recipe, layer if recipe.more_bits else None, n))
-            per[layer] = per.get(layer, 0) + tensor_bytes(fmt, e.shape, copies=e.copies)
-    return out
 @dataclass(frozen=True)
 class LayerTable:
     """Bytes of every tensor group per decoder layer and outside the layers, by format.

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from fitcalc.engines import EngineProfile, with_settings
 from fitcalc.errors import InputError
 from fitcalc.estimate import prepare
-from fitcalc.estimate.activations import output_buffer_draft
+from fitcalc.estimate.activations import host_output_draft
+from fitcalc.estimate.footprint import weight_drafts
 from fitcalc.estimate.kvcache import full_tokens
-from fitcalc.estimate.weights import bytes_by_layer
+from fitcalc.estimate.placement import Layout, assign
 from fitcalc.plan import FitResult, fit_device
 from fitcalc.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow
 from fitcalc.recipes import GENERIC_RECIPES, resolve_recipe
@@ -41,7 +42,7 @@ FIGURE_TERMS: dict[tuple[str, str | None], tuple[str | None, str, tuple[str, ...
     ("kv", "full"): ("kv.full", "KV cache, full-attention layers", ("kv.full", "kv.mla")),
     ("kv", "swa"): ("kv.sliding", "KV cache, sliding-window layers", ("kv.sliding",)),
     ("compute_buffer", None): ("act.compute_buffer", "compute buffer", ("act.compute_buffer",)),
-    ("output_buffer", None): ("act.logits", "output buffer (logits)", ()),
+    ("output_buffer", None): ("act.host_output", "output buffer (logits)", ()),
     ("lora", None): (None, "LoRA adapter buffer", ()),
     ("act_peak", None): ("act.*", "activation peak (profile run)", ("act",)),
     ("torch_peak", None): ("weights.*+act.*", "torch peak (weights + activations)", ("weights", "act")),
@@ -188,7 +189,8 @@ class Split:
     note: str
 
 
-def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, n_cpu_moe: int) -> Split:
+def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, n_cpu_moe: int,
+                engine: EngineProfile) -> Split:
     """Weights per device as llama.cpp places them (src/llama-model.cpp ``load_tensors``).
 
     The input layer (token embeddings) stays on the CPU ("very little benefit to offloading the
@@ -196,32 +198,26 @@ def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, 
     (final norm, lm_head) goes to the GPU when ``ngl > n_layer``, and a tied model then holds a copy
     of the embedding there. ``--n-cpu-moe N`` (common/arg.cpp) overrides ``blk.<i>.ffn_(up|down|
     gate)_exps`` of layers i < N to the CPU: routed experts only, routers and shared experts stay.
+
+    The placement is ``fitcalc.estimate.placement.assign`` (the one `fitcalc plan` uses) with
+    llama.cpp's -ngl and --n-cpu-moe, priced by the same weight drafts.
     """
     a = model.architecture
     assert a is not None
     n = a.num_hidden_layers
-    ngl = n + 1 if n_gpu_layers is None else n_gpu_layers
-    rep = min(ngl, n)
-    output_gpu = ngl > n
-    gpu_layers = set(range(n - rep, n))
-    per = bytes_by_layer(model, resolve_recipe(model, recipe))
-    gpu = cpu = 0
-    for group, layers in per.items():
-        for layer, b in layers.items():
-            if layer is None:
-                on_gpu = output_gpu and group != "embedding"
-            else:
-                on_gpu = layer in gpu_layers and not (group == "experts" and layer < n_cpu_moe)
-            if on_gpu:
-                gpu += b
-            else:
-                cpu += b
+    placed = assign(a, engine, Layout(gpu_layers=n_gpu_layers, cpu_moe=min(n_cpu_moe, n)), [1])
+    gpu_share, host_share = placed.gpus[0], placed.host
+    p = prepare(model, recipe, engine)
+    # Any device: llama.cpp stores weights as in the file (no repack), so the budget is irrelevant.
+    gpu = sum(d[1] for d in weight_drafts(p, Device.from_budget(1 << 50), gpu_share) if d[0].startswith("weights."))
+    cpu = sum(d[1] for d in weight_drafts(p, None, host_share) if d[0].startswith("weights."))
+    gpu_layers = set(gpu_share.layer_set(n))
+    rep = len(gpu_layers)
+    output_gpu = gpu_share.head
     note = f"{rep}/{n} repeating layers and the output layer {'on' if output_gpu else 'off'} the GPU"
     if n_cpu_moe:
         note += f"; experts of layers 0-{min(n_cpu_moe, n) - 1} on the CPU (--n-cpu-moe {n_cpu_moe})"
     if a.tie_word_embeddings and output_gpu:
-        emb = sum(per.get("embedding", {}).values())
-        gpu += emb
         note += "; tied lm_head: a copy of the embedding on the GPU"
     kinds = a.layer_kinds()
     share = {}
@@ -326,10 +322,10 @@ def _llama_row(f: Figure, fit: FitResult, split: Split, model: ModelSpec, setup_
         assert a is not None
         emb = log.settings.embeddings
         if emb is None:
-            emb = log.engine == "ollama"  # Ollama's llama runner creates every context with embeddings on
+            emb = setup_.engine.working.output_embeddings  # engine_profiles: Ollama turns embeddings on
         n_seq = setup_.workload.batch
-        _, n, build = output_buffer_draft(a, n_seq, emb)
-        return _row(f, row_id, label, n, ["act.logits"], calibratable=True, note=build().explain)
+        _, n, build = host_output_draft(a, n_seq, emb)
+        return _row(f, row_id, label, n, ["act.host_output"], calibratable=True, note=build().explain)
     if f.what == "file_size":
         return _row(f, row_id, label, disk_bytes, [t.id for t in fit.terms if t.id.startswith("weights.")],
                     calibratable=False, note="bytes of every tensor in the recipe (the file adds a header)")
@@ -384,7 +380,7 @@ def reconcile(log: ParsedLog, model: ModelSpec, base: EngineProfile, device: Dev
     if log.engine == "vllm":
         rows = [_vllm_row(f, fit, graphs_fit) for f in sorted(log.figures, key=lambda f: f.line)]
     else:
-        split = llama_split(model, s.recipe, log.settings.n_gpu_layers, log.settings.n_cpu_moe or 0)
+        split = llama_split(model, s.recipe, log.settings.n_gpu_layers, log.settings.n_cpu_moe or 0, s.engine)
         figures = _merge_devices(log.figures)
         rows = [_llama_row(f, fit, split, model, s, log, p.weights.disk_bytes) for f in figures]
         cells = log.settings.kv_cells.get("full")

@@ -11,7 +11,7 @@ import pytest
 
 from fitcalc import api
 from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate.weights import bytes_by_layer, weights_breakdown
+from fitcalc.estimate.weights import layer_table, weights_breakdown
 from fitcalc.reconcile.compare import llama_split
 from fitcalc.recipes import resolve_recipe
 from fitcalc.spec import Device
@@ -39,14 +39,14 @@ def test_hand_sizes():
     assert (TOKEN_EMBD, OUTPUT, MORE_BITS_LAYER) == (295_501_824, 430_940_160, 138_936_320)
 
 
-def test_bytes_by_layer_adds_up_to_the_groups():
-    m = llama_3_1_8b()
-    r = resolve_recipe(m, "q4_k_m")
-    per = bytes_by_layer(m, r)
-    groups = {g.name: g.bytes for g in weights_breakdown(m, r).groups}
-    assert {k: sum(v.values()) for k, v in per.items()} == groups
-    assert per["embedding"] == {None: TOKEN_EMBD}
-    assert sum(per[g][0] for g in ("attention", "mlp", "norms")) == MORE_BITS_LAYER  # layer 0 has more bits
+def layer_bytes(t, group, layer):
+    return sum(t.per_layer[group][layer].values())
+
+
+def test_layer_table_matches_the_hand_sizes():
+    t = layer_table(llama_3_1_8b(), resolve_recipe(llama_3_1_8b(), "q4_k_m"))
+    assert sum(t.outside["embedding"].values()) == TOKEN_EMBD
+    assert sum(layer_bytes(t, g, 0) for g in ("attention", "mlp", "norms")) == MORE_BITS_LAYER  # layer 0: more bits
 
 
 @pytest.mark.parametrize("ngl,cpu", [
@@ -57,19 +57,21 @@ def test_bytes_by_layer_adds_up_to_the_groups():
 def test_llama_cpp_placement(ngl, cpu):
     m = llama_3_1_8b()
     total = weights_breakdown(m, resolve_recipe(m, "q4_k_m")).resident_bytes
-    s = llama_split(m, "q4_k_m", ngl, 0)
+    s = llama_split(m, "q4_k_m", ngl, 0, load_engine("llama.cpp"))
     assert s.cpu_weights == cpu
     assert s.gpu_weights == total - cpu
 
 
 def test_n_cpu_moe_keeps_routed_experts_on_the_cpu():
     m = load_model("gpt-oss-20b")
-    per = bytes_by_layer(m, resolve_recipe(m, "mxfp4_moe"))
-    s = llama_split(m, "mxfp4_moe", 25, 99)
+    t = layer_table(m, resolve_recipe(m, "mxfp4_moe"))
+    llama = load_engine("llama.cpp")
+    embd = sum(t.outside["embedding"].values())
+    s = llama_split(m, "mxfp4_moe", 25, 99, llama)
     # GPU: everything but the embedding and the routed experts (routers stay: ffn_gate_inp)
-    assert s.cpu_weights == sum(per["embedding"].values()) + sum(per["experts"].values())
-    half = llama_split(m, "mxfp4_moe", 25, 12)
-    assert half.cpu_weights == sum(per["embedding"].values()) + sum(per["experts"][i] for i in range(12))
+    assert s.cpu_weights == embd + sum(layer_bytes(t, "experts", i) for i in range(24))
+    half = llama_split(m, "mxfp4_moe", 25, 12, llama)
+    assert half.cpu_weights == embd + sum(layer_bytes(t, "experts", i) for i in range(12))
 
 
 def rows_by(result):
