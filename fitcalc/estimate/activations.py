@@ -65,12 +65,19 @@ def forward_tokens(engine: EngineProfile, chunk: int, prompt: int, batch: int) -
     return chunk if engine.working.reserves_full_chunk else min(chunk, prompt * batch)
 
 
-def prefill_draft(arch: Architecture, engine: EngineProfile, tokens: int, tp: int = 1) -> Draft:
-    """[term: act.prefill] Under tensor parallelism the MLP and attention widths split over the
-    ranks; the hidden states (residual stream) are whole on every rank."""
-    w = engine.working
+def widths(arch: Architecture) -> tuple[int, str, int]:
+    """(I_eff, how it was found, A): the per-token widths act.prefill and the compute buffer use."""
     i_eff, i_txt = mlp_width_per_token(arch)
-    a = attention_width_per_token(arch)
+    return i_eff, i_txt, attention_width_per_token(arch)
+
+
+def prefill_draft(arch: Architecture, engine: EngineProfile, tokens: int, tp: int = 1,
+                  known_widths: tuple[int, str, int] | None = None) -> Draft:
+    """[term: act.prefill] Under tensor parallelism the MLP and attention widths split over the
+    ranks; the hidden states (residual stream) are whole on every rank. ``known_widths``: the
+    result of ``widths(arch)`` when the caller keeps it (solvers call this thousands of times)."""
+    w = engine.working
+    i_eff, i_txt, a = known_widths or widths(arch)
     h = arch.hidden_size
     per_token = int((w.hidden_copies * h + max(w.mlp_copies * i_eff, a) / tp) * w.activation_bytes)
     n = tokens * per_token

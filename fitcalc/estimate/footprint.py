@@ -264,6 +264,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
         share = whole_share(p.engine, tp)
     workload = _per_rank(workload, share)
     out = list(weight_drafts(p, device, share))
+    n_weights = len(out)
     chunk = chunk_tokens(p, device, workload)
     computes = share.layers is None or bool(share.layers) or share.head
     out += _kv_drafts(p, share, workload, chunk)
@@ -279,7 +280,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
                                                 output=share.head))
         else:
             if has_layers:
-                out.append(act.prefill_draft(a, e, tokens, share.tp))
+                out.append(act.prefill_draft(a, e, tokens, share.tp, _widths(p)))
             if share.head:
                 rows = act.logits_rows(e, workload.batch, tokens, large)
                 out.append(act.logits_draft(a, e, rows))
@@ -291,10 +292,36 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
                               act.dequant_scratch_draft(ceil_div(p.largest_packed_matrix, share.tp), e)):
                     if extra is not None:
                         out.append(extra)
-    allocated = sum(d[1] for d in out if not d[0].startswith("weights."))
-    for extra in (ovh.allocator_slack_draft(e, allocated), ovh.cuda_context_draft(device, e)):
-        if extra is not None:
-            out.append(extra)
+    allocated = sum(d[1] for d in out[n_weights:])
+    slack = ovh.allocator_slack_draft(e, allocated)
+    if slack is not None:
+        out.append(slack)
+    out += _overhead_drafts(p, device, share)
+    if p.scales:
+        out = [_scaled(d, p.scales) for d in out]
+    return out
+
+
+def _widths(p: Prepared) -> tuple[int, str, int]:
+    w = p._weight_cache.get("widths")
+    if w is None:
+        w = p._weight_cache["widths"] = act.widths(p.arch)  # type: ignore[arg-type]
+    return w
+
+
+def _overhead_drafts(p: Prepared, device: Device, share: Share) -> list[Draft]:
+    """CUDA context, engine constants, driver reserve and engine reserve: they depend on the device
+    and the share, not on the workload, so they are built once per (device, share) and reused."""
+    key = ("overhead", device.memory_bytes, device.reserved_bytes, device.sm_count, device.vendor,
+           device.unified_memory, device.is_budget, share.key)
+    cached = p._weight_cache.get(key)
+    if cached is not None:
+        return cached
+    e = p.engine
+    out: list[Draft] = []
+    ctx = ovh.cuda_context_draft(device, e)
+    if ctx is not None:
+        out.append(ctx)
     out += ovh.engine_constant_drafts(e, max(2, share.tp, share.ep) if _split_model(share) else 1)
     reserved = ovh.driver_reserved_draft(device)
     if reserved is not None:
@@ -303,8 +330,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
     r = ovh.engine_reserve_draft(e, device, usable)
     if r is not None:
         out.append(r)
-    if p.scales:
-        out = [_scaled(d, p.scales) for d in out]
+    p._weight_cache[key] = out
     return out
 
 
