@@ -25,7 +25,7 @@ from fitcalc.reconcile.model import ReconcileResult
 class CalibrationEntry(BaseModel):
     """One residual: a term's prediction against what an engine logged."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     engine: str
     version_family: str | None
@@ -45,7 +45,7 @@ class CalibrationEntry(BaseModel):
 
 
 class CalibrationFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schema_version: Literal[1] = 1
     entries: list[CalibrationEntry] = Field(default_factory=list)
@@ -54,7 +54,7 @@ class CalibrationFile(BaseModel):
 class CalibrationInfo(BaseModel):
     """What a calibrated fit used, for its output and JSON."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     store: str | None
     engine: str

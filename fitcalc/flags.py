@@ -24,7 +24,7 @@ _SWITCHES = ("expert_parallel",)
 
 
 class EngineFlags(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     engine: str
     command: str  # the launch line with its flags, ready to paste

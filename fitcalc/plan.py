@@ -223,7 +223,7 @@ class NoFitError(FitcalcError):
 
 
 class DevicePlacement(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     index: int
     device: str
@@ -237,7 +237,7 @@ class DevicePlacement(BaseModel):
 
 
 class HostPlacement(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     required_bytes: int
     available_bytes: int | None  # None: RAM unknown (not checked)
@@ -249,7 +249,7 @@ class HostPlacement(BaseModel):
 
 
 class LayoutChoice(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     tp: int
     pp: int
@@ -478,7 +478,7 @@ def solve_gpu_count(p: Prepared, device: Device, workload: Workload, max_gpus: i
 
 
 class RecipeTry(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     recipe: str
     kv_dtype: str
@@ -490,7 +490,7 @@ class RecipeTry(BaseModel):
 class Plan(BaseModel):
     """What to run: the placement, the limits it leaves, the speed, and the engine settings."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     model: str
     engine: str

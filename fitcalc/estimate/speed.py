@@ -61,7 +61,7 @@ def expert_union_share(k: int, e: int, batch: int) -> Fraction:
 
 
 class SpeedPart(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     where: str  # device label or "host RAM"
     bytes_per_step: int
@@ -75,7 +75,7 @@ class SpeedPart(BaseModel):
 class SpeedEstimate(BaseModel):
     """Decode and prefill estimates, with the parts they are made of (JSON: decode_tokens_per_s)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     decode_tokens_per_s: float | None  # one sequence
     decode_tokens_per_s_total: float | None  # all sequences of the batch

@@ -36,7 +36,7 @@ Unit = Literal["bytes", "tokens"]
 class Figure(BaseModel):
     """One number an engine printed about its memory."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     what: FigureKind
     device: str | None  # the engine's buffer/device name (CUDA0, CPU_Mapped, CUDA_Host); None: per GPU/all
@@ -53,7 +53,7 @@ class Figure(BaseModel):
 class LogSettings(BaseModel):
     """Settings a log states (or the user supplied). ``None``: not stated."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     model: str | None = None  # vLLM model argument (Hub name or path)
     model_path: str | None = None  # llama.cpp: the GGUF file
@@ -96,6 +96,8 @@ class LogSettings(BaseModel):
 class ParsedLog(BaseModel):
     """An engine log read into engine-neutral figures and settings."""
 
+    model_config = ConfigDict(defer_build=True)
+
     engine: EngineId | None
     version: str | None = None
     version_family: str | None = None  # what calibrations are keyed on: vLLM "0.15", llama.cpp "b6xxx"
@@ -111,7 +113,7 @@ class ParsedLog(BaseModel):
 class ReconcileRow(BaseModel):
     """One logged figure beside fitcalc's prediction with the same settings."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str | None  # fitcalc's term id (or id pattern: "weights.*"); None: fitcalc has no such term
     label: str
@@ -134,6 +136,8 @@ class ReconcileRow(BaseModel):
 
 
 class ReconcileResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     engine: EngineId
     engine_profile: str  # the fitcalc profile used for the prediction
     version: str | None

@@ -17,7 +17,7 @@ from fitcalc.units import format_bytes
 
 
 class TermDelta(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     id: str
     old_bytes: int
@@ -25,7 +25,7 @@ class TermDelta(BaseModel):
 
 
 class ScenarioDelta(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     scenario: str
     old_required_bytes: int
@@ -42,7 +42,7 @@ class ScenarioDelta(BaseModel):
 
 
 class BaselineDiff(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     changed: list[ScenarioDelta]
     unchanged: int

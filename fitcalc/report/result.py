@@ -20,7 +20,7 @@ Status = Literal["pass", "fail", "unavailable"]
 
 
 class PlanFields(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     decode_tokens_per_s: float | None = None
     max_batch: int | None = None
@@ -28,7 +28,7 @@ class PlanFields(BaseModel):
 
 
 class ScenarioResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str  # unique in a report; the key a baseline is matched on
     origin: Origin
@@ -42,7 +42,7 @@ class ScenarioResult(BaseModel):
 
 
 class AssertionResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     scenario: str  # a scenario name, or the check's label for an `any` check over a group
     source: str  # where the assertion was written: "assert", "scenarios[NAME].assert", "checks[2]" or its name
@@ -62,7 +62,7 @@ class AssertionResult(BaseModel):
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     title: str
     description: str | None
