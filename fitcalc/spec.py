@@ -388,6 +388,9 @@ class Device(Strict):
     unified_memory: bool = False
     profile_id: str | None = None
     is_budget: bool = False  # a raw budget: taken as usable as given, no driver reserve subtracted
+    # Host RAM as the device (the CPU stack `fitcalc verify --device cpu` measures): no CUDA
+    # context, no cuBLAS workspace, no driver reserve.
+    is_host: bool = False
 
     @classmethod
     def from_profile(cls, p: GpuProfile) -> Device:
@@ -401,3 +404,8 @@ class Device(Strict):
         from fitcalc.units import format_bytes
 
         return cls(label=label or f"{format_bytes(nbytes)} budget", memory_bytes=nbytes, is_budget=True)
+
+    @classmethod
+    def host(cls, nbytes: int, label: str | None = None) -> Device:
+        """Host RAM of ``nbytes`` as the device (a CPU run)."""
+        return cls(label=label or "host RAM", memory_bytes=nbytes, is_budget=True, is_host=True, vendor="cpu")

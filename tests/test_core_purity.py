@@ -7,7 +7,7 @@ import pytest
 
 CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "fitcalc.recipes",
         "fitcalc.estimate", "fitcalc.estimate.terms", "fitcalc.estimate.weights", "fitcalc.sizing",
-        "fitcalc.exitcodes"]
+        "fitcalc.exitcodes", "fitcalc.measure", "fitcalc.measure.compare", "fitcalc.measure.result"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib"]
 
 

@@ -177,7 +177,8 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> list
             d = act.prefill_draft(a, e, tokens, tp)
             out.append(d)
             rows = act.logits_rows(e, workload.batch, tokens, large)
-            out.append(act.logits_draft(a, e, rows))
+            if p.include_embeddings:  # a stack built without lm_head computes no logits (verify --no-embeddings)
+                out.append(act.logits_draft(a, e, rows))
             for extra in (act.moe_routing_draft(a, tokens),
                           act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
                           act.dequant_scratch_draft(ceil_div(p.largest_packed_matrix, tp), e)):
@@ -187,7 +188,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> list
     for extra in (ovh.allocator_slack_draft(e, allocated), ovh.cuda_context_draft(device, e)):
         if extra is not None:
             out.append(extra)
-    out += ovh.engine_constant_drafts(e, tp)
+    out += ovh.engine_constant_drafts(e, tp, device)
     reserved = ovh.driver_reserved_draft(device)
     if reserved is not None:
         out.append(reserved)
