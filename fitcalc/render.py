@@ -244,8 +244,8 @@ def render_verify(r, out: Console | None = None) -> None:
         if x.missing_signatures:
             c.print(Text(f"  note: {x.note}", style="yellow"), soft_wrap=True)
     rd = r.readings
-    if r.device.kind == "cpu" and rd.get("rss_peak"):
-        c.print(Text(f"process RSS: {gib(rd['rss_before'])} before the stack, peak {gib(rd['rss_peak'])} "
+    if r.device.kind == "cpu" and rd.get("rss_high_water"):
+        c.print(Text(f"process RSS: {gib(rd['rss_before'])} before the stack, peak {gib(rd['rss_high_water'])} "
                      f"(+{gib(rd['rss_delta'])}); tracked tensor peak {gib(r.peak.measured_bytes or 0)}", style="dim"),
                 soft_wrap=True)
     if r.device.kind == "cuda" and rd.get("max_reserved"):

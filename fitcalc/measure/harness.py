@@ -321,9 +321,13 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
         notes.append(f"attention ran on the math path: {stack.attention.fallback_reason}")
     readings["attention_kernel"] = stack.attention.kernel
     if info.kind == "cpu":
-        readings["rss_peak"] = _peak_rss()
-        if readings["rss_peak"] is not None:
-            readings["rss_delta"] = readings["rss_peak"] - readings["rss_before"]
+        # getrusage's high-water mark is the process's: in a process that built other stacks
+        # before (a test session, the calibration script) it may belong to them; the largest RSS
+        # sampled at this run's phase ends is this run's.
+        readings["rss_high_water"] = _peak_rss()
+        readings["rss_phase_max"] = max(p["rss"] for p in phases)
+        if readings["rss_high_water"] is not None:
+            readings["rss_delta"] = readings["rss_high_water"] - readings["rss_before"]
     if info.kind == "cuda":
         readings["max_reserved"] = counters.max_reserved
         readings["max_allocated"] = counters.max_allocated

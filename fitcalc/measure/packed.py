@@ -54,6 +54,13 @@ AWQ_REVERSE = (0, 4, 1, 5, 2, 6, 3, 7)
 
 _CHUNK_ELEMENTS = 1 << 18  # dequantization temporaries per step (fp32: 1 MiB)
 _E2M1_CHUNK = 1 << 19  # MXFP4 expansion: its only temporary is an int32 index per byte (1 MiB)
+# On a GPU every step is a few kernel launches and ~30 us of Python, so steps are 4x larger
+# there (temporaries of 4 MiB beside a scratch buffer of tens of MiB).
+_GPU_FACTOR = 4
+
+
+def _steps(device, elements: int) -> int:
+    return elements if torch.device(device).type == "cpu" else elements * _GPU_FACTOR
 _GROUP = 128  # GPTQ/AWQ group size (formats.py: int4-gptq, int4-awq)
 _NF4_BLOCK = 64
 
@@ -72,7 +79,7 @@ def float_dtype(fid: str):
 
 
 _SMALL = 1 << 16  # below this many elements, fill with the ordinary (slower, nicer) generators
-_FILL_CHUNK = 1 << 18  # int64 words per step of the fast fills (2 MiB)
+_FILL_CHUNK = 1 << 20  # int64 words per step of the fast fills (8 MiB): few parallel regions
 _INT64_SIGN = -(1 << 63)
 
 # (lane bits, exponent shift, exponent bias, largest finite exponent field) per float dtype
@@ -300,15 +307,15 @@ def _b_nf4_dq(r, c, lead, dev, std):
 # ---- dequantizers (write into out [rows, cols] COMPUTE, in row chunks) ----------------------
 
 
-def _row_chunks(rows: int, cols: int, align: int = 1, elements: int = _CHUNK_ELEMENTS):
-    step = max(align, (elements // max(cols, 1)) // align * align)
+def _row_chunks(rows: int, cols: int, align: int = 1, elements: int = _CHUNK_ELEMENTS, device="cpu"):
+    step = max(align, (_steps(device, elements) // max(cols, 1)) // align * align)
     for s in range(0, rows, step):
         yield s, min(rows, s + step)
 
 
 def _d_float(p: Packed, i, out):
     w = p.part("weight", i)
-    for a, b in _row_chunks(p.rows, p.cols):
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
         out[a:b].copy_(w[a:b])
 
 
@@ -344,19 +351,28 @@ def e8m0_to_float(codes):
     return torch.where(codes == E8M0_NAN, torch.full_like(v, float("nan")), v)
 
 
+def _e8m0_compute(codes):
+    """E8M0 codes straight to the compute dtype, in place: codes - 127 are integers and 2^k is
+    exact in bf16 (whose exponent range is fp32's, subnormals down to 2^-133 included)."""
+    s = codes.to(COMPUTE).sub_(E8M0_BIAS).exp2_()
+    return s.masked_fill_(codes == E8M0_NAN, float("nan"))
+
+
 def _d_mxfp4(p: Packed, i, out):
-    blocks, scales = p.part("blocks", i), p.part("scales", i)
+    blocks = p.part("blocks", i)
     nb = p.cols // 32
-    for a, b in _row_chunks(p.rows, p.cols, elements=_E2M1_CHUNK):
+    # 2^k is exact in bf16 (same exponent range as fp32), and E2M1 x 2^k too: scaling in bf16
+    # rounds nothing. One scale per 32 weights: numel / 16 bytes beside the numel x 2 output.
+    scale = _e8m0_compute(p.part("scales", i)).unsqueeze(-1)
+    for a, b in _row_chunks(p.rows, p.cols, elements=_E2M1_CHUNK, device=out.device):
         _e2m1_into(blocks[a:b], out[a:b])
-        # E2M1 x 2^k is exact in bf16, so scaling in bf16 rounds nothing
-        out[a:b].view(b - a, nb, 32).mul_(e8m0_to_float(scales[a:b]).to(COMPUTE).unsqueeze(-1))
+        out[a:b].view(b - a, nb, 32).mul_(scale[a:b])
 
 
 def _d_nvfp4(p: Packed, i, out):
     w, ws, ws2 = p.part("weight", i), p.part("weight_scale", i), p.part("weight_scale_2", i)
     nb = p.cols // 16
-    for a, b in _row_chunks(p.rows, p.cols):
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
         _e2m1_into(w[a:b], out[a:b])
         scale = ws[a:b].to(torch.float32) * ws2
         vals = out[a:b].view(b - a, nb, 16).to(torch.float32) * scale.unsqueeze(-1)
@@ -365,19 +381,19 @@ def _d_nvfp4(p: Packed, i, out):
 
 def _d_fp8(p: Packed, i, out):
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols):
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
         out[a:b].copy_(w[a:b].to(torch.float32) * s)
 
 
 def _d_row_scaled(p: Packed, i, out):
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols):
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
         out[a:b].copy_(w[a:b].to(torch.float32) * s[a:b])
 
 
 def _d_fp8_block(p: Packed, i, out):
     w, s = p.part("weight", i), p.part("weight_scale_inv", i)
-    for a, b in _row_chunks(p.rows, p.cols, align=128):
+    for a, b in _row_chunks(p.rows, p.cols, align=128, device=out.device):
         tile = s[a // 128: -(-b // 128)].repeat_interleave(128, dim=0)[: b - a]
         tile = tile.repeat_interleave(128, dim=1)[:, : p.cols]
         out[a:b].copy_(w[a:b].to(torch.float32) * tile)
@@ -401,8 +417,8 @@ def unpack_int4_last(q, reverse: tuple[int, ...] | None = None):
     return nib.reshape(*q.shape[:-1], q.shape[-1] * 8)
 
 
-def _input_chunks(cols: int, rows: int):
-    step = max(_GROUP, (_CHUNK_ELEMENTS // max(rows, 1)) // _GROUP * _GROUP)
+def _input_chunks(cols: int, rows: int, device="cpu"):
+    step = max(_GROUP, (_steps(device, _CHUNK_ELEMENTS) // max(rows, 1)) // _GROUP * _GROUP)
     for s in range(0, cols, step):
         yield s, min(cols, s + step)
 
@@ -412,7 +428,7 @@ def _d_gptq(p: Packed, i, out):
     g = g_idx[k]; q packed 8 per int32 along the input dimension (qweight [in/8, out])."""
     qw, qz, sc, gi = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i), p.part("g_idx", i)
     zeros = unpack_int4_last(qz)  # [groups, out]
-    for a, b in _input_chunks(p.cols, p.rows):
+    for a, b in _input_chunks(p.cols, p.rows, out.device):
         q = (qw[a // 8: b // 8].unsqueeze(1) >> _nibble_shifts(qw.device).view(1, 8, 1)) & 15
         q = q.reshape(b - a, p.rows)
         g = gi[a:b].long()
@@ -425,7 +441,7 @@ def _d_awq(p: Packed, i, out):
     8 per int32 along the output dimension in AWQ's interleaved nibble order."""
     qw, qz, sc = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i)
     zeros = unpack_int4_last(qz, AWQ_REVERSE)
-    for a, b in _input_chunks(p.cols, p.rows):
+    for a, b in _input_chunks(p.cols, p.rows, out.device):
         q = unpack_int4_last(qw[a:b], AWQ_REVERSE)  # [b - a, out]
         g = torch.arange(a, b, device=qw.device) // _GROUP
         w = (q - zeros[g]).to(torch.float32) * sc[g].to(torch.float32)
@@ -436,7 +452,7 @@ def _nf4_chunks(p: Packed, i, out, absmax_of):
     w, qmap = p.part("weight", i).view(-1), p.part("quant_map", i)
     flat = out.view(-1)
     n = p.rows * p.cols
-    step = _CHUNK_ELEMENTS // _NF4_BLOCK * _NF4_BLOCK
+    step = _steps(out.device, _CHUNK_ELEMENTS) // _NF4_BLOCK * _NF4_BLOCK
     for a in range(0, n, step):
         b = min(n, a + step)
         byte = w[a // 2: b // 2].to(torch.int64)

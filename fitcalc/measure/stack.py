@@ -44,12 +44,10 @@ torch = require_torch()
 F = torch.nn.functional
 
 # Elements per step of the fp32 parts (norms, activation, RoPE): their temporaries stay at a few
-# 256 KiB buffers whatever the number of tokens, so working memory is the buffers that scale.
+# 128 KiB buffers (1 MiB on a GPU, where each step costs kernel launches) whatever the number of
+# tokens, so the working memory is the buffers that scale.
 _STEP_ELEMENTS = 1 << 15
-
-
-def _rows(width: int) -> int:
-    return max(1, _STEP_ELEMENTS // max(width, 1))
+_STEP_ELEMENTS_GPU = 1 << 18
 _GPT_OSS_ALPHA = 1.702  # gpt-oss SwiGLU: glu = gate * sigmoid(alpha * gate), out = (up + 1) * glu
 _GPT_OSS_LIMIT = 7.0  # swiglu_limit in gpt-oss config.json
 _NORM_EPS = 1e-5
@@ -194,7 +192,12 @@ def _attend_cuda(q, k, v, mask, causal, scale):
     bias = None
     if mask is not None:
         B, H, L = q.shape[:3]
-        bias = mask.expand(B, H, L, mask.shape[-1])
+        S = mask.shape[-1]
+        if S % 16:  # the memory-efficient kernel wants the bias rows 16-element aligned (as SDPA pads)
+            padded = torch.zeros(*mask.shape[:-1], -(-S // 16) * 16, dtype=mask.dtype, device=mask.device)
+            padded[..., :S] = mask
+            mask = padded[..., :S]
+        bias = mask.expand(B, H, L, S)
     out, lse, _, _ = torch.ops.aten._scaled_dot_product_efficient_attention(
         q.contiguous(), k, v, bias, True, 0.0, causal, scale=scale)
     return out, lse[..., : q.shape[2]]  # lse rows are padded to a multiple of 32
@@ -264,6 +267,10 @@ class Stack:
         self.window = 0
         self.kv_dtype = None
         self.kernel_notes: list[str] = []
+
+    def _rows(self, width: int) -> int:
+        budget = _STEP_ELEMENTS if self.device.type == "cpu" else _STEP_ELEMENTS_GPU
+        return max(1, budget // max(width, 1))
 
     def _tag(self, name: str, layer: int | None = None):
         return self.tracker.tag(name, layer) if self.tracker is not None else contextlib.nullcontext()
@@ -344,7 +351,7 @@ class Stack:
         out = torch.empty_like(x) if out is None else out
         width = x.shape[-1]
         xr, orow = x.reshape(-1, width), out.view(-1, width)
-        step = _rows(width)
+        step = self._rows(width)
         for s in range(0, xr.shape[0], step):
             xs = xr[s:s + step].to(torch.float32)
             if self.arch.norm_kind == "layernorm":
@@ -376,7 +383,7 @@ class Stack:
         ang = torch.arange(pos, pos + t, device=x.device, dtype=torch.float32).view(-1, 1) * inv.view(1, -1)
         cos, sin = ang.cos(), ang.sin()  # [t, half]
         xv = x.view(self.batch, t, heads, d)
-        step = _rows(heads * d * self.batch)
+        step = self._rows(heads * d * self.batch)
         for s in range(0, t, step):
             e = min(t, s + step)
             c, n = cos[s:e].view(1, -1, 1, half), sin[s:e].view(1, -1, 1, half)
@@ -490,7 +497,7 @@ class Stack:
         a = self.arch
         gpt_oss = a.family == "gpt_oss"
         rows = act.shape[0]
-        step = _rows(2 * act.shape[1])
+        step = self._rows(2 * act.shape[1])
         for s in range(0, rows, step):
             e = min(rows, s + step)
             # in place on one fp32 copy of the chunk, so the temporaries are that copy and one more

@@ -182,3 +182,10 @@ def test_real_layout_bytes_equal_the_format_formula(fid, rows, cols, copies):
         expect += max(copies, 1) * 4 * (-(-blocks // 256) - rows)
     assert p.nbytes == expect
     assert p.matrix(0 if copies else None).shape == (rows, cols)
+
+
+def test_mxfp4_every_e8m0_code():
+    codes = torch.arange(255, dtype=torch.uint8).view(255, 1)  # 0..254; 255 (NaN) is tested above
+    blocks = torch.full((255, 1, 16), 0x22, dtype=torch.uint8)  # every element 1.0
+    out = _mx(blocks, codes).matrix().float()[:, 0]
+    assert out.tolist() == [2.0 ** (c - 127) for c in range(255)]
