@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,16 @@ RUNS = [
     ("fit", "gpt-oss-20b", {"layers": 2, "context": 512}),
     ("fit", str(SPECS / "llama-3.1-8b.yaml"), {"layers": 1, "context": 512, "include_embeddings": False}),
     ("held-out", str(SPECS / "qwen3-8b.yaml"), {"layers": 1, "context": 512}),
+    # further checks of the same constants: chunked prefill, batch, other storage formats
+    ("check", "gpt-oss-20b", {"layers": 2, "context": 2048}),
+    ("check", "gpt-oss-20b", {"layers": 2, "context": 1024, "batch": 2}),
+    ("check", "gpt-oss-20b", {"layers": 2, "context": 512, "recipe": "nvfp4"}),
+    ("check", str(SPECS / "llama-3.1-8b.yaml"), {"layers": 1, "context": 512, "include_embeddings": False,
+                                                 "recipe": "fp8"}),
+    ("check", str(SPECS / "llama-3.1-8b.yaml"), {"layers": 1, "context": 512, "include_embeddings": False,
+                                                 "recipe": "int4-awq"}),
+    ("check", str(SPECS / "qwen3-8b.yaml"), {"layers": 1, "context": 512, "include_embeddings": False,
+                                             "recipe": "fp8-block"}),
 ]
 
 
@@ -59,7 +70,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_records:
         recs = [json.loads(x) for x in Path(args.from_records).read_text().splitlines() if x.strip()]
-        recs = [r for r in recs if r.get("role") in ("fit", "held-out")]
+        for r in recs:
+            r.setdefault("role", "check")
     else:
         from fitcalc import api
         from fitcalc.measure.result import record_line
@@ -69,13 +81,17 @@ def main() -> None:
             r = api.verify(source, device=args.device, record=None, **kw)
             line = record_line(r, date=_now())
             line.update(role=role, source=str(Path(source).relative_to(ROOT)) if "/" in source else source)
+            line["host_load"] = os.getloadavg()[0]
             recs.append(line)
             print(f"{role:9s} {r.model:14s} act.prefill measured "
                   f"{next(t.measured_bytes for t in r.terms if t.id == 'act.prefill'):,} B in {r.timings['total']} s")
             if args.record:
                 with open(args.record, "a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
+    _gpu_overheads(recs)
     fits = [r for r in recs if r["role"] == "fit"][-2:]
+    if len(fits) < 2:
+        return
     c_h, c_m = fit(fits)
     print(f"fitted: hidden_copies {c_h:.3f}, mlp_copies {c_m:.3f}")
     for r in recs:
@@ -83,6 +99,22 @@ def main() -> None:
         pred = c_h * h + max(c_m * i, a)
         print(f"  {r['role']:9s} {r['model']:14s} per token: measured {y:,.0f} elements, predicted {pred:,.0f} "
               f"({(pred - y) / y:+.2%})")
+
+
+def _gpu_overheads(recs: list[dict]) -> None:
+    """For GPU records (scripts/gpu-validate.sh): the overhead terms the CPU cannot calibrate
+    (CUDA context per GPU, cuBLAS workspace, allocator slack), measured vs predicted."""
+    gpu = [r for r in recs if r.get("device_kind") == "cuda"]
+    for r in gpu:
+        rows = {t["id"]: t for t in r["terms"]}
+        parts = []
+        for tid in ("overhead.cuda_context", "overhead.cublas_workspace", "overhead.allocator"):
+            t = rows.get(tid)
+            if t is not None and t["measured_bytes"] is not None:
+                parts.append(f"{tid.split('.')[1]} {t['measured_bytes'] / 2**20:,.0f} MiB "
+                             f"(predicted {t['predicted_bytes'] / 2**20:,.0f})")
+        s = r["settings"]
+        print(f"  {r['device']} {r['model']} L{s['layers']} C{s['context']}: " + ", ".join(parts))
 
 
 def _now() -> str:

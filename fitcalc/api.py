@@ -258,14 +258,14 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
                                             "how": f"out of memory during {run.oom.phase}"})
         oom = OomReport(phase=run.oom.phase, live_bytes=run.oom.live_bytes, predicted_bytes=predicted.total_bytes,
                         message=run.oom.message, readings=run.oom.readings)
-        result = VerifyResult(model=spec.id, display_name=spec.display_name, device=device_report, settings=settings,
+        result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
                               terms=rows, working=None, peak=peak, extrapolation=None, phases=run.phases,
                               readings=run.readings, timings=run.timings, ok=False, failures=["oom"], oom=oom,
                               notes=run.notes, exit_code=exitcodes.VERIFY_OOM)
     else:
         comp = cmp.compare(predicted, run.measurement, overrides)
         ext = cmp.extrapolate(run.measurement, full, sigs)
-        result = VerifyResult(model=spec.id, display_name=spec.display_name, device=device_report, settings=settings,
+        result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
                               terms=comp.terms, working=comp.working, peak=comp.peak, extrapolation=ext,
                               phases=run.phases, readings=run.readings, timings=run.timings, ok=comp.ok,
                               failures=comp.failures, oom=None, notes=run.notes,

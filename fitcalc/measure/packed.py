@@ -392,11 +392,16 @@ def _d_row_scaled(p: Packed, i, out):
 
 
 def _d_fp8_block(p: Packed, i, out):
+    """Tiles of 128 rows x a multiple of 128 columns, so temporaries stay within the step budget
+    however wide the matrix (a 128-row stripe of a 12288-wide down_proj would be 18 MiB of fp32)."""
     w, s = p.part("weight", i), p.part("weight_scale_inv", i)
-    for a, b in _row_chunks(p.rows, p.cols, align=128, device=out.device):
-        tile = s[a // 128: -(-b // 128)].repeat_interleave(128, dim=0)[: b - a]
-        tile = tile.repeat_interleave(128, dim=1)[:, : p.cols]
-        out[a:b].copy_(w[a:b].to(torch.float32) * tile)
+    cols_step = max(128, _steps(out.device, _CHUNK_ELEMENTS) // 128 // 128 * 128)
+    for a in range(0, p.rows, 128):
+        b = min(p.rows, a + 128)
+        for c0 in range(0, p.cols, cols_step):
+            c1 = min(p.cols, c0 + cols_step)
+            scale = s[a // 128, c0 // 128: -(-c1 // 128)].repeat_interleave(128)[: c1 - c0]
+            out[a:b, c0:c1].copy_(w[a:b, c0:c1].to(torch.float32) * scale)
 
 
 _SHIFTS: dict = {}
@@ -411,41 +416,47 @@ def _nibble_shifts(device):
 
 def unpack_int4_last(q, reverse: tuple[int, ...] | None = None):
     """int32 [..., n] -> int32 [..., 8n]: nibble k of each word (bits 4k..4k+3), optionally reordered."""
-    nib = (q.unsqueeze(-1) >> _nibble_shifts(q.device)) & 15
+    nib = (q.unsqueeze(-1) >> _nibble_shifts(q.device)).bitwise_and_(15)
     if reverse is not None:
         nib = nib[..., list(reverse)]
     return nib.reshape(*q.shape[:-1], q.shape[-1] * 8)
 
 
-def _input_chunks(cols: int, rows: int, device="cpu"):
-    step = max(_GROUP, (_steps(device, _CHUNK_ELEMENTS) // max(rows, 1)) // _GROUP * _GROUP)
-    for s in range(0, cols, step):
-        yield s, min(cols, s + step)
+def _tiles(cols: int, rows: int, device):
+    """(input range, output range) tiles: whole 128-input groups x a multiple of 8 outputs, within
+    the step budget (a group of 128 inputs across 14336 outputs alone would be 1.8 M elements)."""
+    budget = _steps(device, _CHUNK_ELEMENTS)
+    in_step = max(_GROUP, budget // max(rows, 1) // _GROUP * _GROUP)
+    out_step = rows if in_step * rows <= budget else max(8, budget // in_step // 8 * 8)
+    for a in range(0, cols, in_step):
+        for o0 in range(0, rows, out_step):
+            yield a, min(cols, a + in_step), o0, min(rows, o0 + out_step)
 
 
 def _d_gptq(p: Packed, i, out):
     """GPTQ (AutoGPTQ checkpoint format v1): w[o, k] = scales[g, o] * (q[k, o] - (zeros[g, o] + 1)),
     g = g_idx[k]; q packed 8 per int32 along the input dimension (qweight [in/8, out])."""
     qw, qz, sc, gi = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i), p.part("g_idx", i)
-    zeros = unpack_int4_last(qz)  # [groups, out]
-    for a, b in _input_chunks(p.cols, p.rows, out.device):
-        q = (qw[a // 8: b // 8].unsqueeze(1) >> _nibble_shifts(qw.device).view(1, 8, 1)) & 15
-        q = q.reshape(b - a, p.rows)
+    shifts = _nibble_shifts(qw.device).view(1, 8, 1)
+    for a, b, o0, o1 in _tiles(p.cols, p.rows, out.device):
+        q = (qw[a // 8: b // 8, o0:o1].unsqueeze(1) >> shifts).bitwise_and_(15).reshape(b - a, o1 - o0)
         g = gi[a:b].long()
-        w = (q - (zeros[g] + 1)).to(torch.float32) * sc[g].to(torch.float32)
-        out[:, a:b].copy_(w.t())
+        z = unpack_int4_last(qz[:, o0 // 8: -(-o1 // 8)])[g]  # [b - a, outputs of the tile]
+        q.sub_(z.add_(1))
+        w = q.to(torch.float32).mul_(sc[g, o0:o1].to(torch.float32))
+        out[o0:o1, a:b].copy_(w.t())
 
 
 def _d_awq(p: Packed, i, out):
     """AWQ GEMM: w[o, k] = scales[g, o] * (q[k, o] - zeros[g, o]), g = k // 128; q and zeros packed
     8 per int32 along the output dimension in AWQ's interleaved nibble order."""
     qw, qz, sc = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i)
-    zeros = unpack_int4_last(qz, AWQ_REVERSE)
-    for a, b in _input_chunks(p.cols, p.rows, out.device):
-        q = unpack_int4_last(qw[a:b], AWQ_REVERSE)  # [b - a, out]
+    for a, b, o0, o1 in _tiles(p.cols, p.rows, out.device):
+        q = unpack_int4_last(qw[a:b, o0 // 8: -(-o1 // 8)], AWQ_REVERSE)  # [b - a, outputs of the tile]
         g = torch.arange(a, b, device=qw.device) // _GROUP
-        w = (q - zeros[g]).to(torch.float32) * sc[g].to(torch.float32)
-        out[:, a:b].copy_(w.t())
+        q.sub_(unpack_int4_last(qz[:, o0 // 8: -(-o1 // 8)], AWQ_REVERSE)[g])
+        w = q.to(torch.float32).mul_(sc[g, o0:o1].to(torch.float32))
+        out[o0:o1, a:b].copy_(w.t())
 
 
 def _nf4_chunks(p: Packed, i, out, absmax_of):

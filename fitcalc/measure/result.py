@@ -59,6 +59,7 @@ class VerifyResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     model: str
+    source: str  # MODEL as given (an id, a Hub name or a spec path)
     display_name: str
     device: DeviceReport
     settings: Settings
@@ -87,6 +88,7 @@ def record_line(r: VerifyResult, date: str) -> dict[str, Any]:
         "torch": r.device.torch_version,
         "cuda": r.device.cuda_version,
         "model": r.model,
+        "source": r.source,
         "settings": r.settings.model_dump(),
         "terms": [{"id": t.id, "predicted_bytes": t.predicted_bytes, "measured_bytes": t.measured_bytes}
                   for t in r.terms],

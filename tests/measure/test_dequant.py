@@ -174,13 +174,7 @@ def test_buildable_list_matches_the_builders():
 def test_real_layout_bytes_equal_the_format_formula(fid, rows, cols, copies):
     p = build_packed(fid, rows, cols, copies, "cpu")
     fmt = get_format(fid)
-    expect = max(copies, 1) * fmt.matrix_bytes(rows, cols)
-    if fid == "nf4-dq":
-        # bitsandbytes nests absmax over the flattened tensor (ceil(blocks / 256) fp32 values);
-        # formats.py counts ceil(cols / (64 x 256)) per row: 4 B per row instead of 4 per 256 blocks.
-        blocks = rows * cols // 64
-        expect += max(copies, 1) * 4 * (-(-blocks // 256) - rows)
-    assert p.nbytes == expect
+    assert p.nbytes == max(copies, 1) * fmt.matrix_bytes(rows, cols)
     assert p.matrix(0 if copies else None).shape == (rows, cols)
 
 
@@ -189,3 +183,15 @@ def test_mxfp4_every_e8m0_code():
     blocks = torch.full((255, 1, 16), 0x22, dtype=torch.uint8)  # every element 1.0
     out = _mx(blocks, codes).matrix().float()[:, 0]
     assert out.tolist() == [2.0 ** (c - 127) for c in range(255)]
+
+
+@pytest.mark.parametrize("fid,rows,cols,expect", [
+    # 256 x 384 = 98,304 weights: payload 49,152 B; absmax uint8 98,304 / 64 = 1,536 B; nested fp32
+    # ceil(1,536 / 256) = 6 -> 24 B; quant_map 16 x 4 = 64; nested map 256 x 4 = 1,024; offset 4
+    ("nf4-dq", 256, 384, 49_152 + 1_536 + 24 + 64 + 1_024 + 4),
+    # 3 x 100 = 300 weights: blocks of 64 run across rows, ceil(300 / 64) = 5 absmax -> 20 B
+    ("nf4", 3, 100, 150 + 20 + 64),
+])
+def test_bitsandbytes_blocks_run_over_the_flattened_tensor(fid, rows, cols, expect):
+    assert get_format(fid).matrix_bytes(rows, cols) == expect
+    assert build_packed(fid, rows, cols, 0, "cpu").nbytes == expect
