@@ -250,6 +250,10 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
                         chunk_tokens=chunk_tokens, kv_dtype=prepared.kv_fmt.id if prepared.kv_fmt else "?",
                         recipe=r.id, include_embeddings=include_embeddings, seed=seed,
                         engine=f"{eng.id} ({eng.version})")
+    notes = list(run.notes)
+    if ctx > a.max_position_embeddings:
+        notes.append(f"--context {ctx:,} exceeds {spec.id}'s maximum of {a.max_position_embeddings:,} tokens; "
+                     "memory is measured all the same")
     if run.oom is not None:
         empty = cmp.Measurement(device=info.name, device_kind=info.kind, terms=[], peak_bytes=0, peak_how="")
         comp = cmp.compare(predicted, empty, overrides)
@@ -261,14 +265,14 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
         result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
                               terms=rows, working=None, peak=peak, extrapolation=None, phases=run.phases,
                               readings=run.readings, timings=run.timings, ok=False, failures=["oom"], oom=oom,
-                              notes=run.notes, exit_code=exitcodes.VERIFY_OOM)
+                              notes=notes, exit_code=exitcodes.VERIFY_OOM)
     else:
         comp = cmp.compare(predicted, run.measurement, overrides)
         ext = cmp.extrapolate(run.measurement, full, sigs)
         result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
                               terms=comp.terms, working=comp.working, peak=comp.peak, extrapolation=ext,
                               phases=run.phases, readings=run.readings, timings=run.timings, ok=comp.ok,
-                              failures=comp.failures, oom=None, notes=run.notes,
+                              failures=comp.failures, oom=None, notes=notes,
                               exit_code=exitcodes.OK if comp.ok else exitcodes.VERIFY_OUT_OF_TOLERANCE)
     if record:
         date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

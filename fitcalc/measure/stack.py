@@ -523,7 +523,6 @@ class Stack:
         pairs: None for a dense MLP (all tokens, weight 1), else (tok [P] int64 sorted by
         expert, wts [P] fp32, counts per expert [list]).
         """
-        a = self.arch
         N = h.shape[0]
         stacked = f"{prefix}.gate_up_proj.weight" in L.mats
         if stacked:

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
+
 
 @pytest.mark.slow
 def test_gpt_oss_20b_two_layers_on_cpu():

@@ -4,7 +4,8 @@ bytes, and the storage layout of every format against the byte formula of fitcal
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc.formats import get_format
 from fitcalc.measure import BUILDABLE_FORMATS

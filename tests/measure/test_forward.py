@@ -15,7 +15,8 @@ left out of the MoE comparison: a bf16 rounding can swap which expert they pick.
 import math
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc import catalog
 from fitcalc.measure.stack import Stack, _attend_math, band_mask

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc.measure.packed import build_packed
 from fitcalc.measure.stack import Attention, _attend_math, band_mask

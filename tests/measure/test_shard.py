@@ -2,7 +2,8 @@
 verify later (issue #8). Bytes are checked against hand arithmetic on the tiny gpt-oss shapes."""
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc import catalog
 from fitcalc.errors import InputError

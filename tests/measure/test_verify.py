@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 import yaml
+
+torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc import api
 from fitcalc.estimate.weights import weights_breakdown
