@@ -516,3 +516,151 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     if _notes and not gpus:
         result = result.model_copy(update={"notes": [*result.notes, *_notes]})
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+VERIFY_DEFAULT_CONTEXT = 512  # verify's context when none is given: fast on a CPU (docs/verify.md)
+
+
+def _verify_layers(layers: int | str | None, sigs: list[str], model: str) -> int:
+    from fitcalc.errors import InputError
+    from fitcalc.measure.compare import default_layers
+
+    n = len(sigs)
+    if layers is None:
+        return default_layers(sigs)
+    if isinstance(layers, str):
+        text = layers.strip().lower()
+        if text == "all":
+            return n
+        if not text.lstrip("-").isdigit():
+            raise InputError(f"--layers must be a number or 'all', got {layers!r}", hint=f"1..{n} for {model}")
+        layers = int(text)
+    if layers < 1 or layers > n:
+        raise InputError(f"--layers {layers} is out of range: {model} has {n} decoder layers",
+                         hint=f"give 1..{n}, or 'all'")
+    return layers
+
+
+def _check_formats(spec, recipe) -> None:
+    from fitcalc.errors import InputError
+    from fitcalc.estimate.weights import entry_format, tensor_inventory
+    from fitcalc.formats import get_format
+    from fitcalc.measure import BUILDABLE_FORMATS
+
+    a = spec.architecture
+    bad = set()
+    for e in tensor_inventory(a):
+        for layer in (e.layers or [None]):
+            fid = entry_format(e, recipe, layer, a.num_hidden_layers)
+            if e.kind == "vector":
+                continue
+            if get_format(fid).id not in BUILDABLE_FORMATS:
+                bad.add(fid)
+    if bad:
+        raise InputError(f"recipe {recipe.id!r} uses {', '.join(sorted(bad))}, which verify does not build",
+                         hint="verify builds safetensors-style formats (bf16, fp8, fp8-block, mxfp4, nvfp4, int8, "
+                              "int4-awq, int4-gptq, nf4); GGUF types run in llama.cpp")
+
+
+def verify(model: str, device: str = "auto", layers: int | str | None = None, context: int | None = None,
+           batch: int = 1, recipe: str | None = None, kv_dtype: str | None = None, include_embeddings: bool = True,
+           tolerances: list[str] | None = None, record: str | None = None, force: bool = False, seed: int = 0,
+           source: SourceKind = "auto", chunk: int | None = None, progress=None):
+    """Build the first ``layers`` decoder layers of MODEL in PyTorch with the recipe's real storage
+    formats, run a prefill of ``context - 1`` tokens and one decode step on ``device``, and compare
+    the measured memory with the prediction for the same stack, term by term.
+
+    Returns a ``fitcalc.measure.result.VerifyResult``; ``exit_code`` is 0 (within tolerance),
+    4 (a term outside its tolerance) or 5 (out of memory: does not fit, measured)."""
+    import datetime
+    import json
+
+    from fitcalc import catalog, exitcodes
+    from fitcalc.errors import InputError
+    from fitcalc.estimate import estimate, prepare, truncated_model
+    from fitcalc.measure import check_buildable, compare as cmp
+    from fitcalc.measure.result import DeviceReport, OomReport, Settings, VerifyResult, record_line
+    from fitcalc.recipes import resolve_recipe
+    from fitcalc.spec import Workload
+
+    spec = resolve_model(model, source)
+    check_buildable(spec)
+    a = spec.architecture
+    sigs = cmp.signatures(a.layer_kinds(), set(a.dense_layer_indices()))
+    k = _verify_layers(layers, sigs, spec.id)
+    ctx = VERIFY_DEFAULT_CONTEXT if context is None else context
+    if ctx < 2:
+        raise InputError(f"--context must be at least 2 (a prefill and one decode step), got {ctx}",
+                         hint="e.g. --context 512")
+    if batch < 1:
+        raise InputError(f"--batch must be positive, got {batch}", hint="e.g. --batch 1")
+    if chunk is not None and chunk < 0:
+        raise InputError(f"chunk must be >= 0, got {chunk}")
+    overrides = dict(cmp.parse_tolerance(t) for t in (tolerances or []))
+    eng = catalog.load_engine("torch")
+    r = resolve_recipe(spec, recipe)
+    _check_formats(spec, r)
+    chunk_tokens = eng.working.chunk_tokens if chunk is None else chunk
+    workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=ctx - 1, chunk_tokens=chunk_tokens)
+    prepared = prepare(spec, r, eng, kv_dtype, layers=k, include_embeddings=include_embeddings)
+
+    from fitcalc.measure import harness  # torch from here on
+
+    info = harness.resolve_device(device)
+    dev = harness.prediction_device(info)
+    predicted = estimate(prepared, dev, workload)
+    need = predicted.total_bytes - predicted.by_prefix("overhead.cuda_context")  # the context exists already
+    if need > info.available_bytes and not force:
+        from fitcalc.units import format_bytes
+
+        where = "free on " + info.name if info.kind != "cpu" else "of RAM available"
+        raise InputError(f"the {k}-layer stack of {spec.id} is predicted to need {format_bytes(need)} "
+                         f"({need:,} B) but only {format_bytes(info.available_bytes)} is {where}",
+                         hint="build fewer --layers, a smaller --context or --batch, or pass --force to try anyway")
+    run = harness.run(truncated_model(spec, k), r, eng, info, batch=batch, context=ctx, kv_dtype=kv_dtype,
+                      include_embeddings=include_embeddings, chunk=chunk_tokens, seed=seed, progress=progress)
+    full = estimate(prepare(spec, r, eng, kv_dtype, include_embeddings=include_embeddings), dev, workload)
+    device_report = DeviceReport(kind=info.kind, name=info.name, total_bytes=info.total_bytes,
+                                 available_bytes=info.available_bytes, driver=info.driver,
+                                 cuda_version=info.cuda_version, torch_version=info.torch_version,
+                                 sm_count=info.sm_count, compute_capability=info.compute_capability, host=info.host)
+    settings = Settings(layers=k, layers_total=a.num_hidden_layers, context=ctx, batch=batch, prompt_tokens=ctx - 1,
+                        chunk_tokens=chunk_tokens, kv_dtype=prepared.kv_fmt.id if prepared.kv_fmt else "?",
+                        recipe=r.id, include_embeddings=include_embeddings, seed=seed,
+                        engine=f"{eng.id} ({eng.version})")
+    notes = list(run.notes)
+    if ctx > a.max_position_embeddings:
+        notes.append(f"--context {ctx:,} exceeds {spec.id}'s maximum of {a.max_position_embeddings:,} tokens; "
+                     "memory is measured all the same")
+    if run.oom is not None:
+        empty = cmp.Measurement(device=info.name, device_kind=info.kind, terms=[], peak_bytes=0, peak_how="")
+        comp = cmp.compare(predicted, empty, overrides)
+        rows = [t.model_copy(update={"how": "not measured: out of memory"}) for t in comp.terms]
+        peak = comp.peak.model_copy(update={"measured_bytes": None, "error": None, "ok": None,
+                                            "how": f"out of memory during {run.oom.phase}"})
+        oom = OomReport(phase=run.oom.phase, live_bytes=run.oom.live_bytes, predicted_bytes=predicted.total_bytes,
+                        message=run.oom.message, readings=run.oom.readings)
+        result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
+                              terms=rows, working=None, peak=peak, extrapolation=None, phases=run.phases,
+                              readings=run.readings, timings=run.timings, ok=False, failures=["oom"], oom=oom,
+                              notes=notes, exit_code=exitcodes.VERIFY_OOM)
+    else:
+        comp = cmp.compare(predicted, run.measurement, overrides)
+        ext = cmp.extrapolate(run.measurement, full, sigs)
+        result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
+                              terms=comp.terms, working=comp.working, peak=comp.peak, extrapolation=ext,
+                              phases=run.phases, readings=run.readings, timings=run.timings, ok=comp.ok,
+                              failures=comp.failures, oom=None, notes=notes,
+                              exit_code=exitcodes.OK if comp.ok else exitcodes.VERIFY_OUT_OF_TOLERANCE)
+    if record:
+        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        try:
+            with open(record, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record_line(result, date), ensure_ascii=False) + "\n")
+        except OSError as e:
+            raise InputError(f"cannot append to --record {record}: {e.strerror}", hint="check the path") from None
+    return result

@@ -231,6 +231,57 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
         render_plan(result, explain=explain)
     if check and not result.fits:
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", "-d", help="where to build and measure: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")]
+LayersOpt = Annotated[Optional[str], typer.Option(
+    "--layers", "-l", help="decoder layers to build: a number or 'all' (default: the fewest that hold every kind "
+                           "of layer once, e.g. 2 for gpt-oss)")]
+ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
+    "--tolerance", "-t", help="override a tolerance: KIND=FRACTION or KIND=PERCENT%[:ABSOLUTE], KIND a term kind "
+                              "(weights, kv, act, overhead, working, peak) or a term id; repeat. e.g. act=0.3, "
+                              "peak=5%")]
+
+
+@app.command(epilog="Examples:  fitcalc verify gpt-oss-20b --device cpu --layers 2 --context 512   |   "
+                    "fitcalc verify gpt-oss-20b --device cuda --layers all --context 8192 --json   |   "
+                    "fitcalc verify llama-3.1-8b --recipe fp8 --record runs.jsonl")
+@_handled
+def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None,
+           context: Annotated[Optional[str], typer.Option(
+               "--context", "-c", help="KV tokens per sequence: a prefill of context-1 tokens and one decode step "
+                                       "(default 512)")] = None,
+           batch: BatchOpt = 1, recipe: RecipeOpt = None, kv_dtype: KvDtypeOpt = None,
+           no_embeddings: Annotated[bool, typer.Option(
+               "--no-embeddings", help="leave out the embedding and lm_head (random hidden states in, no logits)")]
+           = False,
+           tolerance: ToleranceOpt = None,
+           record: Annotated[Optional[str], typer.Option(
+               "--record", help="append one JSON line with this run (date, device, driver, versions, settings, "
+                                "predicted and measured per term) to FILE")] = None,
+           force: Annotated[bool, typer.Option(
+               "--force", help="run even when the predicted stack exceeds the free device memory or RAM")] = False,
+           seed: Annotated[int, typer.Option("--seed", help="random seed for the weights and tokens")] = 0,
+           json_out: JsonOpt = False, source: SourceOpt = "auto") -> None:
+    """Build MODEL's layer stack in PyTorch with the recipe's real storage formats, run a prefill and a decode
+    step, measure memory phase by phase and compare with the prediction term by term.
+
+    Exit codes: 0 every term within tolerance; 4 a term outside its tolerance; 5 out of memory (does not fit,
+    measured); 1 bad input or PyTorch/device missing."""
+    from fitcalc import api
+    from fitcalc.render import progress_line, render_verify
+    from fitcalc.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
+                        kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
+                        force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
+                        progress=progress_line)
+    if json_out:
+        _emit_json(result)
+    else:
+        render_verify(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")

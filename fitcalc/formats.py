@@ -29,7 +29,7 @@ from typing import Literal
 from fitcalc.errors import UnknownIdError
 from fitcalc.units import ceil_div
 
-FieldPer = Literal["block", "tile", "tensor", "row", "col"]
+FieldPer = Literal["block", "flat", "tile", "tensor", "row", "col"]
 
 
 # Formats are constants of this module, not user input, so they are plain frozen dataclasses:
@@ -41,12 +41,17 @@ class LayoutField:
     name: str
     bits: int
     per: FieldPer
-    elements: int = 0  # per="block": how many consecutive weights along a row share one value
+    # per="block": how many consecutive weights along a row share one value; per="flat": the same
+    # over the flattened tensor, blocks running across row ends (bitsandbytes quantizes the
+    # flattened weight: its absmax has ceil(rows x cols / 64) entries, not rows x ceil(cols / 64))
+    elements: int = 0
     tile: tuple[int, int] | None = None  # per="tile": rows x cols covered by one value
 
     def count(self, rows: int, cols: int) -> int:
         if self.per == "block":
             return rows * ceil_div(cols, self.elements)
+        if self.per == "flat":
+            return ceil_div(rows * cols, self.elements)
         if self.per == "tile":
             tr, tc = self.tile  # type: ignore[misc]
             return ceil_div(rows, tr) * ceil_div(cols, tc)
@@ -88,7 +93,7 @@ class StorageFormat:
         """
         bits = Fraction(self.element_bits)
         for f in self.fields:
-            if f.per == "block":
+            if f.per in ("block", "flat"):
                 bits += Fraction(f.bits, f.elements)
             elif f.per == "tile":
                 bits += Fraction(f.bits, f.tile[0] * f.tile[1])  # type: ignore[index]
@@ -202,15 +207,15 @@ _FORMATS: list[StorageFormat] = [
     ),
     StorageFormat(
         id="nf4", display_name="bitsandbytes NF4, block 64", element_bits=4,
-        fields=(LayoutField(name="absmax_fp32", bits=32, per="block", elements=64),
+        fields=(LayoutField(name="absmax_fp32", bits=32, per="flat", elements=64),
                 LayoutField(name="quant_map_fp32", bits=16 * 32, per="tensor")),
         source="QLoRA (Dettmers et al., arXiv 2305.14314) sec. 3: blocksize 64, fp32 absmax = 0.5 bit/param; "
                "bitsandbytes stores quant_map fp32[16] per tensor",
     ),
     StorageFormat(
         id="nf4-dq", display_name="bitsandbytes NF4, block 64, double quantization", element_bits=4,
-        fields=(LayoutField(name="absmax_int8", bits=8, per="block", elements=64),
-                LayoutField(name="nested_absmax_fp32", bits=32, per="block", elements=64 * 256),
+        fields=(LayoutField(name="absmax_int8", bits=8, per="flat", elements=64),
+                LayoutField(name="nested_absmax_fp32", bits=32, per="flat", elements=64 * 256),
                 LayoutField(name="quant_map_fp32", bits=16 * 32, per="tensor"),
                 LayoutField(name="nested_quant_map_fp32", bits=256 * 32, per="tensor"),
                 LayoutField(name="offset_fp32", bits=32, per="tensor")),

@@ -473,3 +473,102 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
             c.print(Text("RAM:", style="bold"))
             for term in plan.host.terms:
                 c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+
+def progress_line(message: str) -> None:
+    """A phase of a long measurement, on stderr."""
+    console(stderr=True).print(Text(f"verify: {message}", style="dim"), soft_wrap=True)
+
+
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{to_unit(n, 'MiB'):,.2f}"
+
+
+def _err(e: float | None) -> str:
+    if e is None:
+        return "—"
+    if e == float("inf"):
+        return "new"
+    return f"{e:+.2%}"
+
+
+def _mark(ok: bool | None) -> Text:
+    if ok is None:
+        return Text("·", style="dim")
+    return Text("ok", style="green") if ok else Text("OUT", style="bold red")
+
+
+def _tol(t) -> str:
+    if t is None:
+        return ""
+    s = f"±{t.relative:.0%}"
+    if t.absolute_bytes:
+        s += f" or {format_bytes(t.absolute_bytes)}"
+    return s
+
+
+def render_verify(r, out: Console | None = None) -> None:
+    c = out or console()
+    s = r.settings
+    head = Text(f"{r.display_name}: {s.layers} of {s.layers_total} layers"
+                f"{'' if s.include_embeddings else ' (no embeddings)'} on {r.device.name}", style="bold")
+    head.append(f" — recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
+                f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
+                style="default")
+    c.print(head, soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, j in (("term", "left"), ("predicted MiB", "right"), ("measured MiB", "right"), ("error", "right"),
+                   ("tolerance", "right"), ("", "left")):
+        t.add_column(col, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    hows: dict[str, list[str]] = {}
+    for row in r.terms:
+        t.add_row(row.id, _mib(row.predicted_bytes), _mib(row.measured_bytes), _err(row.error), _tol(row.tolerance),
+                  _mark(row.ok))
+        hows.setdefault(row.how, []).append(row.id)
+    for name, chk in (("working (prefill)", r.working), ("peak", r.peak)):
+        if chk is None:
+            continue
+        t.add_row(Text(name, style="bold"), _mib(chk.predicted_bytes), _mib(chk.measured_bytes), _err(chk.error),
+                  _tol(chk.tolerance), _mark(chk.ok))
+        hows.setdefault(chk.how, []).append(name)
+    c.print(t)
+    for how, ids in hows.items():
+        kinds = sorted({i.split(".")[0] + (".*" if "." in i else "") for i in ids})
+        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"), soft_wrap=True)
+    x = r.extrapolation
+    if x is not None:
+        rest = [e for e in x.terms if e.id.startswith(("weights.", "kv."))]
+        line = Text(f"whole model ({x.layers} layers): predicted {gib(x.predicted_bytes)}, extrapolated from the "
+                    f"measurement {gib(x.measured_bytes) if x.measured_bytes is not None else '—'} "
+                    f"({_err(x.error)})", style="bold")
+        c.print(line, soft_wrap=True)
+        if rest:
+            parts = [f"{e.id} {_err(e.error)}" for e in rest]
+            c.print(Text("  " + ", ".join(parts), style="dim"), soft_wrap=True)
+        if x.missing_signatures:
+            c.print(Text(f"  note: {x.note}", style="yellow"), soft_wrap=True)
+    rd = r.readings
+    if r.device.kind == "cpu" and rd.get("rss_high_water"):
+        c.print(Text(f"process RSS: {gib(rd['rss_before'])} before the stack, peak {gib(rd['rss_high_water'])} "
+                     f"(+{gib(rd['rss_delta'])}); tracked tensor peak {gib(r.peak.measured_bytes or 0)}", style="dim"),
+                soft_wrap=True)
+    if r.device.kind == "cuda" and rd.get("max_reserved"):
+        c.print(Text(f"torch.cuda: max allocated {gib(rd['max_allocated'])}, max reserved {gib(rd['max_reserved'])}",
+                     style="dim"), soft_wrap=True)
+    if r.timings:
+        c.print(Text("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()), style="dim"))
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if r.oom is not None:
+        c.print(Text(f"DOES NOT FIT, measured at {r.oom.phase}: out of memory with {gib(r.oom.live_bytes)} of tensors "
+                     f"live (predicted stack {gib(r.oom.predicted_bytes)}): {r.oom.message}", style="bold red"),
+                soft_wrap=True)
+    elif r.ok:
+        c.print(Text("VERIFIED: every measured term within its tolerance", style="bold green"))
+    else:
+        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"))

@@ -515,6 +515,9 @@ class Device(Strict):
     bandwidth_bytes_per_s: PositiveInt | None = None  # memory bandwidth as published (peak)
     dense_tflops: dict[str, float] = Field(default_factory=dict)  # dense tensor TFLOP/s by dtype
     pcie_gen: PositiveInt | None = None  # host link, for streaming CPU-resident weights
+    # Host RAM as the device (the CPU stack `fitcalc verify --device cpu` measures): no CUDA
+    # context, no cuBLAS workspace, no driver reserve.
+    is_host: bool = False
 
     @classmethod
     def from_profile(cls, p: GpuProfile) -> Device:
@@ -529,6 +532,10 @@ class Device(Strict):
 
         return cls(label=label or f"{format_bytes(nbytes)} budget", memory_bytes=nbytes, is_budget=True)
 
+    @classmethod
+    def host(cls, nbytes: int, label: str | None = None) -> Device:
+        """Host RAM of ``nbytes`` as the device (a CPU run)."""
+        return cls(label=label or "host RAM", memory_bytes=nbytes, is_budget=True, is_host=True, vendor="cpu")
 
 class Host(Strict):
     """The machine around the GPUs: system RAM that CPU-resident layers and experts use.

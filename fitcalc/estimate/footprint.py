@@ -281,7 +281,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
         else:
             if has_layers:
                 out.append(act.prefill_draft(a, e, tokens, share.tp, _widths(p)))
-            if share.head:
+            if share.head and p.include_embeddings:  # a stack without lm_head computes no logits (verify)
                 rows = act.logits_rows(e, workload.batch, tokens, large)
                 out.append(act.logits_draft(a, e, rows))
             if has_layers:
@@ -313,7 +313,7 @@ def _overhead_drafts(p: Prepared, device: Device, share: Share) -> list[Draft]:
     """CUDA context, engine constants, driver reserve and engine reserve: they depend on the device
     and the share, not on the workload, so they are built once per (device, share) and reused."""
     key = ("overhead", device.memory_bytes, device.reserved_bytes, device.sm_count, device.vendor,
-           device.unified_memory, device.is_budget, share.key)
+           device.unified_memory, device.is_budget, device.is_host, share.key)
     cached = p._weight_cache.get(key)
     if cached is not None:
         return cached
@@ -322,7 +322,7 @@ def _overhead_drafts(p: Prepared, device: Device, share: Share) -> list[Draft]:
     ctx = ovh.cuda_context_draft(device, e)
     if ctx is not None:
         out.append(ctx)
-    out += ovh.engine_constant_drafts(e, max(2, share.tp, share.ep) if _split_model(share) else 1)
+    out += ovh.engine_constant_drafts(e, max(2, share.tp, share.ep) if _split_model(share) else 1, device)
     reserved = ovh.driver_reserved_draft(device)
     if reserved is not None:
         out.append(reserved)

@@ -50,7 +50,8 @@ def driver_reserved_draft(device: Device) -> Draft | None:
 
 
 def cuda_context_draft(device: Device, engine: EngineProfile) -> Draft | None:
-    if not engine.overhead.cuda_context or device.unified_memory or device.vendor in ("apple", "intel"):
+    if (not engine.overhead.cuda_context or device.unified_memory or device.is_host
+            or device.vendor in ("apple", "intel")):
         return None
     if device.sm_count:
         n = CONTEXT_BASE + CONTEXT_PER_SM * device.sm_count
@@ -80,7 +81,10 @@ def _constant_draft(term_id: str, label: str, n: int, engine: EngineProfile, fie
     return (term_id, n, build)
 
 
-def engine_constant_drafts(engine: EngineProfile, tp: int = 1) -> list[Draft]:
+def engine_constant_drafts(engine: EngineProfile, tp: int = 1, device: Device | None = None) -> list[Draft]:
+    # cuBLAS workspaces, NCCL buffers and CUDA graphs live on a GPU; a CPU run has none of them.
+    if device is not None and device.is_host:
+        return []
     o = engine.overhead
     multi = tp > 1 and o.non_torch_bytes_tp > 0
     out = [
