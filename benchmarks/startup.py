@@ -2,6 +2,7 @@
 
 Prints the median of N runs of each command (a fresh interpreter each time):
   baseline:  python -c "import typer, rich, pydantic, yaml"
+  floor:     the same plus pydantic.BaseModel and rich's console/table (what any command loads)
   help:      fitcalc --help
   size:      fitcalc size gpt-oss-20b
   fit:       fitcalc fit gpt-oss-20b --gpu rtx-4090      (once `fit` exists)
@@ -21,6 +22,10 @@ import time
 
 CASES = {
     "baseline": [sys.executable, "-c", "import typer, rich, pydantic, yaml"],
+    # `import pydantic` is lazy: the baseline never loads pydantic's model machinery or rich's
+    # console and tables, which any command that validates a spec and prints a table needs.
+    "floor": [sys.executable, "-c", "import typer, rich, pydantic, yaml; from pydantic import BaseModel, "
+              "TypeAdapter; import rich.console, rich.table"],
     "help": [sys.executable, "-m", "fitcalc", "--help"],
     "size": [sys.executable, "-m", "fitcalc", "size", "gpt-oss-20b"],
     "size --json": [sys.executable, "-m", "fitcalc", "size", "gpt-oss-20b", "--json"],
