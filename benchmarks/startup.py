@@ -4,9 +4,11 @@ Prints the median of N runs of each command (a fresh interpreter each time):
   baseline:  python -c "import typer, rich, pydantic, yaml"
   floor:     the same plus pydantic.BaseModel and rich's console/table (what any command loads)
   help:      fitcalc --help
-  size:      fitcalc size gpt-oss-20b
-  fit:       fitcalc fit gpt-oss-20b --gpu rtx-4090      (once `fit` exists)
+  size:      fitcalc size gpt-oss-20b (and --json)
+  fit:       fitcalc fit gpt-oss-20b --gpu rtx-4090
+  plan:      fitcalc plan gpt-oss-20b --gpu rtx-4090
 and the ratio to the baseline (target: size within 1.5x). Also checks that torch was not imported.
+A command that fails prints "(command not available or failed)" instead of a time.
 
     python benchmarks/startup.py [--runs 15]
 """

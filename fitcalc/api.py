@@ -427,7 +427,6 @@ def reconcile(log: str, model: str | None = None, gpu: str | None = None, overri
 # plan
 # ---------------------------------------------------------------------------------------------
 
-DEFAULT_MAX_GPUS = 16  # the bound `plan` searches for the GPU count when none is given
 
 
 def detect_ram_bytes() -> int | None:
@@ -443,21 +442,26 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
          ram_bandwidth: str | int | None = None, engine: str | None = None, context: int | None = None,
          batch: int = 1, kv_dtype: str | None = None, recipe: str | None = None, tp: int | None = None,
          pp: int | None = None, ep: int | None = None, gpu_layers: int | None = None,
-         cpu_moe: int | str | None = None, max_gpus: int = DEFAULT_MAX_GPUS, prompt_tokens: int | None = None,
-         source: SourceKind = "auto"):
+         cpu_moe: int | str | None = None, max_gpus: int | None = None, prompt_tokens: int | None = None,
+         source: SourceKind = "auto", calibrated: bool | None = None, store: str | None = None,
+         engine_version: str | None = None):
     """What to run MODEL with on these GPUs: placement, limits, GPUs needed, speed and engine flags.
 
     ``ram`` defaults to the detected total; ``cpu_moe`` takes a layer count or ``all``. With no
     ``engine`` (or ``auto``) the plan uses vLLM (llama.cpp for GGUF recipes) and, when that
-    cannot hold the model on the GPUs given, llama.cpp with CPU offload.
+    cannot hold the model on the GPUs given, llama.cpp with CPU offload. ``max_gpus`` bounds the
+    GPU count search (``fitcalc.plan.DEFAULT_MAX_GPUS`` when None). ``calibrated`` scales each
+    GPU's terms as ``fit`` does (``calibration_for``, per GPU family and per engine tried).
     """
     from fitcalc import catalog
     from fitcalc.errors import InputError
     from fitcalc.estimate.placement import Layout
-    from fitcalc.plan import Hardware, NoFitError, make_plan
+    from fitcalc.plan import DEFAULT_MAX_GPUS, Hardware, NoFitError, make_plan
     from fitcalc.spec import Host
     from fitcalc.units import parse_bytes
 
+    if max_gpus is None:
+        max_gpus = DEFAULT_MAX_GPUS
     spec = resolve_model(model, source)
     if not gpus:
         devices, _notes = resolve_devices(None)
@@ -492,8 +496,27 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     hw = Hardware(hw_devices, host)
     kwargs = dict(context=context, batch=batch, kv_dtype=kv_dtype, recipe=recipe, fixed=fixed, max_gpus=max_gpus,
                   prompt_tokens=prompt_tokens)
+
+    def planned(engine_profile):
+        """make_plan with this engine's calibrations for each GPU family given, attached to the plan."""
+        family_scales, infos, why = [], [], []
+        families: dict = {}
+        for dev in hw_devices:  # residuals are per GPU family: one look-up each (raw budgets: None)
+            families.setdefault(dev.family, dev)
+        for family, dev in families.items():
+            scales, info, note = calibration_for(engine_profile.id, dev, calibrated, store, engine_version)
+            if scales and info is not None:
+                family_scales.append((family, scales))
+                infos.append(info)
+            if note:
+                why.append(note)
+        p = make_plan(spec, engine_profile, hw, **kwargs, family_scales=tuple(family_scales))
+        if infos or why:
+            p = p.model_copy(update={"calibration": infos, "notes": [*p.notes, *why]})
+        return p
+
     try:
-        result = make_plan(spec, eng, hw, **kwargs)
+        result = planned(eng)
         first_error = None
     except NoFitError as e:
         result, first_error = None, e
@@ -502,7 +525,7 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
         # vLLM keeps every layer on the GPUs; llama.cpp can leave layers and experts in RAM.
         fallback = catalog.load_engine(fallback_id)
         try:
-            other = make_plan(spec, fallback, hw, **kwargs)
+            other = planned(fallback)
         except NoFitError:
             other = None
         if other is not None and other.fits:

@@ -213,7 +213,8 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
          json_out: JsonOpt = False,
          check: Annotated[bool, typer.Option("--check", help="exit 3 unless the plan fits the GPUs given")] = False,
          explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
-         source: SourceOpt = "auto") -> None:
+         source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
+         engine_version: EngineVersionOpt = None) -> None:
     """What should I run? Placement per GPU, largest context and batch, GPUs needed, best recipe,
     CPU offload, expected speed and ready-to-paste engine flags."""
     from fitcalc import api
@@ -222,7 +223,8 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
     ctx = parse_count(context) if context is not None else None
     prompt_tokens = parse_count(prompt) if prompt is not None else None
     result = api.plan(model, gpu, ram, ram_bandwidth, engine, ctx, batch, kv_dtype, recipe, tp, pp, ep, gpu_layers,
-                      cpu_moe, max_gpus, prompt_tokens, source=source.lower())  # type: ignore[arg-type]
+                      cpu_moe, max_gpus, prompt_tokens, source=source.lower(),  # type: ignore[arg-type]
+                      calibrated=calibrated, store=store, engine_version=engine_version)
     if json_out:
         _emit_json(result)
     else:

@@ -26,9 +26,9 @@ from fitcalc.errors import FitcalcError, InputError
 from fitcalc.estimate import Prepared, drafts, estimate, required_bytes
 from fitcalc.estimate.kvcache import kv_format
 from fitcalc.estimate.footprint import chunk_tokens, weight_drafts, host_drafts, host_estimate, prepare
-from fitcalc.estimate.placement import Assignment, Layout, assign, check_layout, layer_slots, pipeline_stages, \
+from fitcalc.estimate.placement import Assignment, Layout, Share, assign, check_layout, layer_slots, pipeline_stages, \
     proportional_slots
-from fitcalc.estimate.speed import Placed, SpeedEstimate, model_facts
+from fitcalc.estimate.speed import ModelFacts, Placed, SpeedEstimate, model_facts
 from fitcalc.estimate.speed import decode as speed_decode
 from fitcalc.estimate.speed import prefill as speed_prefill
 from fitcalc.estimate.terms import Term
@@ -96,16 +96,19 @@ def _with_context(w: Workload, context: int) -> Workload:
                                 if w.prompt_tokens else None})
 
 
-def largest(ok, step: int, cap: int) -> int | None:
+def largest(ok, step: int, cap: int, known: int | None = None) -> int | None:
     """Largest multiple of ``step`` in [step, cap] with ``ok`` true, for a monotone ``ok`` (true up
     to some point, false beyond); None if not even ``step``. Bisection: the result is ok and one
-    step more is not (unless it is the cap)."""
-    if not ok(step):
-        return None
+    step more is not (unless it is the cap). ``known``: a multiple of ``step`` in [step, cap]
+    already known to be ok, where the search starts instead of at ``step``."""
+    if known is None:
+        if not ok(step):
+            return None
+        known = step
     cap = max(step, (cap // step) * step)
     if ok(cap):
         return cap
-    lo, hi = step, cap  # invariant: ok(lo), not ok(hi), both multiples of step
+    lo, hi = known, cap  # invariant: ok(lo), not ok(hi), both multiples of step
     while hi - lo > step:
         mid = lo + ((hi - lo) // (2 * step)) * step
         if ok(mid):
@@ -213,6 +216,9 @@ def headroom_text(r: FitResult) -> str:
 
 # Largest batch a plan searches: vLLM's max_num_seqs default on H100-class GPUs (PR #12369).
 MAX_BATCH_BOUND = 1024
+# The most GPUs of one type `plan` (and a report's "GPUs needed") searches when none is given:
+# two 8-GPU nodes.
+DEFAULT_MAX_GPUS = 16
 # Tensor parallelism stays inside one NVLink domain of 8 GPUs (a DGX/HGX node); more GPUs add
 # pipeline stages. An assumption of the layout search, not an engine limit.
 MAX_TP = 8
@@ -269,8 +275,15 @@ class Hardware:
     host: Host | None = None
 
 
-def _asg(p: Prepared, devices: tuple[Device, ...], layout: Layout) -> Assignment:
-    return assign(p.arch, p.engine, layout, [d.memory_bytes for d in devices])
+def assignment(p: Prepared, devices: tuple[Device, ...], layout: Layout) -> Assignment:
+    """``assign`` for these devices, memoized on the prepared model: solvers and sweeps ask for the
+    same layout on the same memories many times, and an assignment depends on nothing else."""
+    mems = tuple(d.memory_bytes for d in devices)
+    key = ("assign", layout, mems)
+    hit = p._plan_cache.get(key)
+    if hit is None:
+        hit = p._plan_cache[key] = assign(p.arch, p.engine, layout, list(mems))
+    return hit
 
 
 def shortfall(p: Prepared, hw: Hardware, asg: Assignment, workload: Workload) -> tuple[int, str]:
@@ -293,7 +306,12 @@ def shortfall(p: Prepared, hw: Hardware, asg: Assignment, workload: Workload) ->
 
 
 def fits_on(p: Prepared, hw: Hardware, asg: Assignment, workload: Workload) -> bool:
+    seen: set[tuple] = set()  # tensor-parallel ranks of one GPU type hold the same share: check one
     for d, sh in zip(hw.devices, asg.gpus):
+        key = (id(d), sh.key)
+        if key in seen:
+            continue
+        seen.add(key)
         if required_bytes(p, d, workload, share=sh) > d.memory_bytes:
             return False
     if hw.host is not None and asg.host_holds_anything:
@@ -310,15 +328,23 @@ def solve_max_context_on(p: Prepared, hw: Hardware, asg: Assignment, workload: W
 
 
 def solve_max_batch(p: Prepared, hw: Hardware, asg: Assignment, workload: Workload,
-                    cap: int = MAX_BATCH_BOUND) -> int | None:
-    """Largest number of concurrent sequences at ``workload.context`` (at most ``cap``)."""
-    return largest(lambda b: fits_on(p, hw, asg, workload.model_copy(update={"batch": b})), 1, cap)
+                    cap: int = MAX_BATCH_BOUND, known: int | None = None) -> int | None:
+    """Largest number of concurrent sequences at ``workload.context`` (at most ``cap``).
+
+    ``known``: a batch known to fit (e.g. ``workload.batch`` once the placement was found for it);
+    ``cap`` may be lowered to the answer at a shorter context, which is never smaller."""
+    return largest(lambda b: fits_on(p, hw, asg, workload.model_copy(update={"batch": b})), 1, cap, known)
 
 
 def tensor_layouts(p: Prepared, n: int, ep: bool = False) -> list[Layout]:
     """(tp, pp) layouts of ``n`` GPUs the engine can run, most tensor-parallel first.
 
-    tp must divide the attention heads (and suit the KV heads), tp ≤ MAX_TP, and pp ≤ layers."""
+    tp must divide the attention heads (and suit the KV heads), tp ≤ MAX_TP, and pp ≤ layers.
+    Memoized on the prepared model (it depends on nothing else): solvers ask for it per GPU count."""
+    key = ("tensor_layouts", n, ep)
+    hit = p._plan_cache.get(key)
+    if hit is not None:
+        return list(hit)
     out = []
     a = p.arch
     n_layers = a.num_hidden_layers if a is not None else 1
@@ -334,6 +360,7 @@ def tensor_layouts(p: Prepared, n: int, ep: bool = False) -> list[Layout]:
         except InputError:
             continue
         out.append(lay)
+    p._plan_cache[key] = tuple(out)
     return out
 
 
@@ -349,7 +376,7 @@ def balanced_split(p: Prepared, hw: Hardware, workload: Workload, base: Layout) 
     counts = list(base.split) if base.split else list(proportional_slots(gpu_slots, [d.memory_bytes for d in hw.devices]))
 
     def overs(c: list[int]) -> list[int]:
-        asg = _asg(p, hw.devices, Layout(gpu_layers=base.gpu_layers, cpu_moe=base.cpu_moe, split=tuple(c)))
+        asg = assignment(p, hw.devices, Layout(gpu_layers=base.gpu_layers, cpu_moe=base.cpu_moe, split=tuple(c)))
         return [required_bytes(p, d, workload, share=sh) - d.memory_bytes for d, sh in zip(hw.devices, asg.gpus)]
 
     cur = overs(counts)
@@ -383,12 +410,12 @@ def plan_offload(p: Prepared, hw: Hardware, workload: Workload) -> Layout | None
 
     def gpu_ok(lay: Layout) -> bool:
         lay = balanced_split(p, hw, workload, lay)
-        asg = _asg(p, hw.devices, lay)
+        asg = assignment(p, hw.devices, lay)
         return all(required_bytes(p, d, workload, share=sh) <= d.memory_bytes
                    for d, sh in zip(hw.devices, asg.gpus))
 
     def ram_ok(lay: Layout) -> bool:
-        asg = _asg(p, hw.devices, balanced_split(p, hw, workload, lay))
+        asg = assignment(p, hw.devices, balanced_split(p, hw, workload, lay))
         return hw.host is None or sum(x[1] for x in host_drafts(p, asg.host, workload)) <= hw.host.ram_bytes
 
     choice: Layout | None = None
@@ -433,7 +460,7 @@ def find_layout(p: Prepared, hw: Hardware, workload: Workload, fixed: Layout | N
             raise InputError(f"the layout needs {n} GPUs, {n_all} given", hint=f"pass --gpu ID:{n}")
         sub = Hardware(hw.devices[:n], hw.host)
         lay = balanced_split(p, sub, workload, fixed) if rules.multi_gpu == "layer" else fixed
-        if fits_on(p, sub, _asg(p, sub.devices, lay), workload):
+        if fits_on(p, sub, assignment(p, sub.devices, lay), workload):
             return lay, n
         if offload and rules.multi_gpu == "layer" and fixed.gpu_layers is None and not fixed.cpu_moe:
             off = plan_offload(p, sub, workload)
@@ -444,11 +471,11 @@ def find_layout(p: Prepared, hw: Hardware, workload: Workload, fixed: Layout | N
         sub = Hardware(hw.devices[:n], hw.host)
         if rules.multi_gpu == "tensor":
             for lay in tensor_layouts(p, n):
-                if fits_on(p, sub, _asg(p, sub.devices, lay), workload):
+                if fits_on(p, sub, assignment(p, sub.devices, lay), workload):
                     return lay, n
         else:
             lay = balanced_split(p, sub, workload, Layout())
-            if fits_on(p, sub, _asg(p, sub.devices, lay), workload):
+            if fits_on(p, sub, assignment(p, sub.devices, lay), workload):
                 return lay, n
     if offload and rules.multi_gpu != "tensor":
         sub = Hardware(hw.devices[: 1 if rules.multi_gpu == "none" else n_all], hw.host)
@@ -459,12 +486,14 @@ def find_layout(p: Prepared, hw: Hardware, workload: Workload, fixed: Layout | N
 
 
 def solve_gpu_count(p: Prepared, device: Device, workload: Workload, max_gpus: int,
-                    fixed: Layout | None = None) -> tuple[int, Layout] | None:
+                    fixed: Layout | None = None, start: int = 1) -> tuple[int, Layout] | None:
     """Smallest number of ``device`` that holds the whole model on GPUs (no CPU offload), up to
-    ``max_gpus``; with its layout."""
+    ``max_gpus``; with its layout. ``start``: a count known not to be too many, e.g. the answer
+    for a shorter context or a smaller batch (the answer never falls as either grows, since every
+    layout's footprint grows with them), so a sweep need not try the smaller counts again."""
     rules = p.engine.parallel
     top = 1 if rules.multi_gpu == "none" else max_gpus
-    for n in range(1, top + 1):
+    for n in range(max(1, start), top + 1):
         hw = Hardware(tuple(device for _ in range(n)))
         if rules.multi_gpu == "tensor":
             lays = [fixed] if fixed is not None and fixed.pp * fixed.world == n else (
@@ -472,7 +501,7 @@ def solve_gpu_count(p: Prepared, device: Device, workload: Workload, max_gpus: i
         else:
             lays = [Layout()]
         for lay in lays:
-            if fits_on(p, hw, _asg(p, hw.devices, lay), workload):
+            if fits_on(p, hw, assignment(p, hw.devices, lay), workload):
                 return n, lay
     return None
 
@@ -523,6 +552,8 @@ class Plan(BaseModel):
     engine_flags: EngineFlags | None  # None when nothing fits the GPUs given
     recipes_tried: list[RecipeTry]
     notes: list[str]
+    # Calibrations applied, one per GPU family that had stored residuals (plan --calibrated).
+    calibration: list[CalibrationInfo] = []
 
 
 # Recipes below this many bits per weight are tried only after CPU offload of the better ones: a
@@ -531,13 +562,13 @@ class Plan(BaseModel):
 LOW_BITS = 4.0
 
 
-def _phases(model: ModelSpec, recipes: list, engine, can_offload: bool, prepared: dict):
+def _phases(model: ModelSpec, recipes: list, prep, can_offload: bool, prepared: dict):
     """Search order: recipes of at least LOW_BITS on the GPUs alone, then with CPU offload, then the
     low-bit recipes the same two ways; within each, most bits first (``recipes`` is sorted)."""
     def bits(r) -> float:
         key = (r.id, None)
         if key not in prepared:
-            prepared[key] = prepare(model, r, engine, None)
+            prepared[key] = prep(r, None)
         return _bits(prepared[key])
 
     hi = [r for r in recipes if bits(r) >= LOW_BITS or _keeps_checkpoint(model, r)]
@@ -592,7 +623,7 @@ def kv_candidates(p_engine, arch, requested: str | None) -> list[str | None]:
     return out
 
 
-def _layout_choice(p: Prepared, lay: Layout, n: int) -> LayoutChoice:
+def layout_choice(p: Prepared, lay: Layout, n: int) -> LayoutChoice:
     a = p.arch
     slots = layer_slots(a.num_hidden_layers, p.engine) if a is not None else 0
     words = []
@@ -621,7 +652,7 @@ def _layout_choice(p: Prepared, lay: Layout, n: int) -> LayoutChoice:
 def place(p: Prepared, hw: Hardware, lay: Layout, workload: Workload) -> tuple[list[DevicePlacement],
                                                                                 HostPlacement | None, Assignment]:
     """Per-device footprints (explained) of a layout, and the host's."""
-    asg = _asg(p, hw.devices, lay)
+    asg = assignment(p, hw.devices, lay)
     out = []
     for i, (d, sh, role) in enumerate(zip(hw.devices, asg.gpus, asg.roles)):
         fp = estimate(p, d, workload, share=sh)
@@ -652,9 +683,24 @@ def place(p: Prepared, hw: Hardware, lay: Layout, workload: Workload) -> tuple[l
     return out, host, asg
 
 
-def _speed(p: Prepared, hw: Hardware, asg: Assignment, lay: Layout, workload: Workload, depth: int,
-           prompt: int) -> SpeedEstimate:
-    facts = model_facts(p)
+@dataclass(frozen=True)
+class SpeedSetup:
+    """What the rooflines need from a placement that does not depend on the workload: the model's
+    facts, each GPU's weight bytes per group, the host's. A sweep over contexts and batches builds
+    it once per placement (``speed_setup``) and asks ``speed_at`` for each workload."""
+
+    hw: Hardware
+    facts: ModelFacts
+    placed: tuple[Placed, ...]
+    host_groups: dict[str, int]
+    host_layers: Share | None  # the host's share when it holds layers (their KV is read from RAM)
+    formats: frozenset[str]
+
+
+def speed_setup(p: Prepared, hw: Hardware, asg: Assignment, lay: Layout) -> SpeedSetup:
+    facts = p._plan_cache.get("facts")
+    if facts is None:
+        facts = p._plan_cache["facts"] = model_facts(p)
     placed = []
     world = lay.world if p.engine.parallel.multi_gpu == "tensor" else 1
     for i, (d, sh) in enumerate(zip(hw.devices, asg.gpus)):
@@ -663,11 +709,19 @@ def _speed(p: Prepared, hw: Hardware, asg: Assignment, lay: Layout, workload: Wo
     host_groups = {}
     if asg.host_holds_anything:
         host_groups = {k.split(".", 1)[1]: b for k, b, _ in weight_drafts(p, None, asg.host)}
+    return SpeedSetup(hw=hw, facts=facts, placed=tuple(placed), host_groups=host_groups,
+                      host_layers=asg.host if asg.host.layers else None,
+                      formats=frozenset(f for g in p.weights.groups for f in g.formats))
+
+
+def speed_at(p: Prepared, s: SpeedSetup, workload: Workload, depth: int, prompt: int) -> SpeedEstimate:
+    """Decode at KV depth ``depth`` for ``workload.batch`` sequences and prefill of ``prompt`` tokens,
+    on the placement ``s`` describes (what `fitcalc plan` prints as "speed")."""
+    hw, facts, placed, host_groups = s.hw, s.facts, list(s.placed), s.host_groups
     step, parts, notes, nbytes = speed_decode(facts, p.engine, placed, host_groups, hw.host, workload.batch, depth,
-                                              asg.host if asg.host.layers else None)
-    formats = {f for g in p.weights.groups for f in g.formats}
-    pre, pre_parts, pre_notes = speed_prefill(facts, p.engine, placed, host_groups, formats, prompt,
-                                              chunk_tokens(p, hw.devices[0] if hw.devices else None, workload))
+                                              s.host_layers)
+    chunk = chunk_tokens(p, hw.devices[0] if hw.devices else None, workload)
+    pre, pre_parts, pre_notes = speed_prefill(facts, p.engine, placed, host_groups, set(s.formats), prompt, chunk)
     return SpeedEstimate(
         decode_tokens_per_s=(1 / step) if step else None,
         decode_tokens_per_s_total=(workload.batch / step) if step else None, decode_depth_tokens=depth,
@@ -714,11 +768,16 @@ def _knobs(p: Prepared, lay: Layout, n: int, context: int, batch: int, kv: str |
 def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = None, batch: int = 1,
               kv_dtype: str | None = None, recipe: str | None = None, fixed: Layout | None = None,
               max_gpus: int = 8, prompt_tokens: int | None = None, offload: bool = True,
-              default_context: int = 8192) -> Plan:
+              default_context: int = 8192,
+              family_scales: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()) -> Plan:
     """Plan ``model`` on ``hw`` with ``engine``: the recipe with most bits that fits (unless given),
     the cheapest placement, the largest context and batch it leaves, the GPUs a GPU-only run
     needs, the speed and the engine's settings. Raises NoFitError when nothing fits on the given
-    hardware nor on up to ``max_gpus`` GPUs of its first type."""
+    hardware nor on up to ``max_gpus`` GPUs of its first type. ``family_scales``: calibration factors
+    per GPU family (``fitcalc.calibration``), applied to the footprint of each GPU of that family."""
+
+    def prep(r, kv) -> Prepared:
+        return prepare(model, r, engine, kv, family_scales=family_scales)
 
     if not hw.devices:
         raise InputError("no GPU to plan for", hint="pass --gpu, e.g. --gpu rtx-4090 or --gpu 24GiB")
@@ -756,11 +815,11 @@ def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = N
     chosen = None
     prepared: dict[tuple, Prepared] = {}
     can_offload = offload and engine.parallel.multi_gpu != "tensor"
-    for candidates, with_offload in _phases(model, recipes, engine, can_offload, prepared):
+    for candidates, with_offload in _phases(model, recipes, prep, can_offload, prepared):
         for r in candidates:
             for kv in kvs:
                 key = (r.id, kv)
-                p = prepared.get(key) or prepared.setdefault(key, prepare(model, r, engine, kv))
+                p = prepared.get(key) or prepared.setdefault(key, prep(r, kv))
                 target = context if context is not None else context_step(p)
                 if with_offload and context is None:
                     # offload trades speed for room: plan it for fit's default context, not the smallest
@@ -778,7 +837,7 @@ def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = N
                 break
         if chosen is not None:
             break
-    first = prepared.get((recipes[0].id, kv_dtype)) or prepare(model, recipes[0], engine, kv_dtype)
+    first = prepared.get((recipes[0].id, kv_dtype)) or prep(recipes[0], kv_dtype)
     # The GPU count is for a stated context: the one asked for, else fit's default.
     target0 = context if context is not None else min(default_context, limit or default_context)
     w0 = Workload(context=target0, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens and min(
@@ -789,13 +848,13 @@ def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = N
     needed = solve_gpu_count(first, d0, w0, bound, fixed_tensor)
     if chosen is None:
         if needed is None:
-            cands = [prepared.get((r.id, None)) or prepare(model, r, engine, None) for r in recipes]
+            cands = [prepared.get((r.id, None)) or prep(r, None) for r in recipes]
             raise NoFitError(_closest(cands, hw, w0, bound),
                              hint="raise --max-gpus, add --ram, shorten --context, or pick a smaller --recipe")
         return _no_fit_plan(first, hw, w0, needed, bound, tried, fixed)
     p, (lay, n_used), w = chosen
     sub = Hardware(hw.devices[:n_used], hw.host)
-    asg = _asg(p, sub.devices, lay)
+    asg = assignment(p, sub.devices, lay)
     max_ctx = solve_max_context_on(p, sub, asg, w.model_copy(update={"context": context_step(p)}), limit)
     if context is None:
         ctx = w.context if lay.gpu_layers is not None or lay.cpu_moe else (max_ctx or w.context)
@@ -806,7 +865,7 @@ def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = N
     max_batch = solve_max_batch(p, sub, asg, w)
     devices, host, asg = place(p, sub, lay, w)
     prompt = prompt_tokens or ctx
-    speed = _speed(p, sub, asg, lay, w, depth=prompt_tokens or ctx, prompt=prompt)
+    speed = speed_at(p, speed_setup(p, sub, asg, lay), w, depth=prompt_tokens or ctx, prompt=prompt)
     knobs = _knobs(p, lay, n_used, ctx, batch, p.kv_fmt.id if p.kv_fmt else None)
     flags = engine_flags(engine, model_reference(engine, model, p.recipe.id), knobs)
     if n_used < len(hw.devices):
@@ -823,11 +882,11 @@ def make_plan(model: ModelSpec, engine, hw: Hardware, *, context: int | None = N
         model=model.id, engine=engine.id, engine_version=engine.version, recipe=p.recipe.id,
         recipe_name=p.recipe.display_name or p.recipe.id, bits_per_weight=round(_bits(p), 3),
         kv_dtype=p.kv_fmt.id if p.kv_fmt else None, context=ctx, batch=batch, prompt_tokens=prompt,
-        fits=all(d.fits for d in devices) and (host is None or host.fits), layout=_layout_choice(p, lay, n_used),
+        fits=all(d.fits for d in devices) and (host is None or host.fits), layout=layout_choice(p, lay, n_used),
         placement=devices, host=host, max_context=max_ctx, max_context_limit=limit, max_batch=max_batch,
         max_batch_bound=MAX_BATCH_BOUND, gpus_needed=needed[0] if needed else None, gpus_needed_device=d0.label,
         gpus_needed_recipe=first.recipe.id, gpus_needed_context=target0,
-        gpus_needed_layout=_layout_choice(first, needed[1], needed[0]) if needed else None,
+        gpus_needed_layout=layout_choice(first, needed[1], needed[0]) if needed else None,
         max_gpus=max(max_gpus, len(hw.devices)), decode_tokens_per_s=speed.decode_tokens_per_s,
         decode_tokens_per_s_total=speed.decode_tokens_per_s_total, prefill_s=speed.prefill_s, speed=speed,
         engine_flags=flags, recipes_tried=tried, notes=notes)
@@ -853,16 +912,16 @@ def _no_fit_plan(p: Prepared, hw: Hardware, w: Workload, needed: tuple[int, Layo
     devices, host, _ = place(p, sub, lay, w)
     short = max(d.required_bytes - d.available_bytes for d in devices)
     notes = [f"does not fit the GPUs given (short by {format_bytes(short)} on the fullest); "
-             f"{needed[0]} × {hw.devices[0].label} hold it ({_layout_choice(p, needed[1], needed[0]).description})"]
+             f"{needed[0]} × {hw.devices[0].label} hold it ({layout_choice(p, needed[1], needed[0]).description})"]
     return Plan(
         model=p.model.id, engine=p.engine.id, engine_version=p.engine.version, recipe=p.recipe.id,
         recipe_name=p.recipe.display_name or p.recipe.id, bits_per_weight=round(_bits(p), 3),
         kv_dtype=p.kv_fmt.id if p.kv_fmt else None, context=w.context, batch=w.batch,
-        prompt_tokens=w.prompt_tokens or w.context, fits=False, layout=_layout_choice(p, lay, n), placement=devices,
+        prompt_tokens=w.prompt_tokens or w.context, fits=False, layout=layout_choice(p, lay, n), placement=devices,
         host=host, max_context=None, max_context_limit=model_context_limit(p), max_batch=None,
         max_batch_bound=MAX_BATCH_BOUND, gpus_needed=needed[0], gpus_needed_device=hw.devices[0].label,
         gpus_needed_recipe=p.recipe.id, gpus_needed_context=w.context,
-        gpus_needed_layout=_layout_choice(p, needed[1], needed[0]),
+        gpus_needed_layout=layout_choice(p, needed[1], needed[0]),
         max_gpus=max_gpus, decode_tokens_per_s=None, decode_tokens_per_s_total=None, prefill_s=None, speed=None,
         engine_flags=None, recipes_tried=tried, notes=notes)
 
@@ -882,7 +941,7 @@ def _closest(cands: list[Prepared], hw: Hardware, w: Workload, max_gpus: int) ->
                                gpu_layers=None if (rules.cpu_experts and a.moe) else 0))
         for lay in lays:
             try:
-                asg = _asg(p, big.devices, lay)
+                asg = assignment(p, big.devices, lay)
             except InputError:
                 continue
             over, where = shortfall(p, big, asg, w)
@@ -891,7 +950,7 @@ def _closest(cands: list[Prepared], hw: Hardware, w: Workload, max_gpus: int) ->
     if best is None:
         return f"no configuration of {cands[0].model.id} fits on up to {max_gpus} × {d0.label}"
     over, where, p, lay, n = best
-    lc = _layout_choice(p, lay, n)
+    lc = layout_choice(p, lay, n)
     tried = ", ".join(dict.fromkeys(c.recipe.id for c in cands))
     same = len({(d.label, d.memory_bytes) for d in hw.devices}) <= 1
     given = f"{len(hw.devices)} × {d0.label}" if same else f"the {len(hw.devices)} GPUs given"
@@ -906,4 +965,5 @@ def _closest(cands: list[Prepared], hw: Hardware, w: Workload, max_gpus: int) ->
 __all__ = ["FitResult", "fit_device", "solve_max_context", "fits_fast", "verdict_of", "context_step", "drafts",
            "largest", "solve_max_context_on", "solve_max_batch", "solve_gpu_count", "plan_offload", "find_layout",
            "tensor_layouts", "balanced_split", "make_plan", "Plan", "Hardware", "DevicePlacement", "HostPlacement",
-           "NoFitError", "shortfall", "fits_on", "place", "kv_candidates"]
+           "NoFitError", "shortfall", "fits_on", "place", "kv_candidates", "assignment", "layout_choice", "speed_setup",
+           "speed_at", "SpeedSetup", "DEFAULT_MAX_GPUS", "MAX_BATCH_BOUND"]

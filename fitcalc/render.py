@@ -462,6 +462,8 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         c.print(Text("  " + f.command), soft_wrap=True)
         for k, v in f.parameters.items():
             c.print(Text(f"  PARAMETER {k} {v}"), soft_wrap=True)
+    for info in plan.calibration:
+        c.print(Text(info.note, style="cyan"), soft_wrap=True)
     for n in plan.notes + (plan.speed.notes if plan.speed else []):
         c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
     if explain:

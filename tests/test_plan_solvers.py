@@ -75,6 +75,25 @@ def test_max_batch_fits_and_one_more_does_not(model, engine, gibs, layout):
 
 
 @pytest.mark.parametrize("model,engine,gibs,layout", CASES)
+def test_every_device_footprint_grows_with_context_and_batch(model, engine, gibs, layout):
+    """What the solvers' bisections and a report sweep's narrowed searches (a shorter context's max
+    batch caps a longer one's; a shorter context's GPU count is a floor) rest on: on every device of
+    a placement, the footprint never falls as the context or the batch grows."""
+    p, hw, asg = _setup(model, engine, gibs, layout)
+    contexts = (1, 255, 256, 257, 2047, 2048, 2049, 8192, 8193, 32768, 131072)
+    batches = (1, 2, 3, 8, 33)
+    for d, sh in zip(hw.devices, asg.gpus):
+        need = {(c, b): required_bytes(p, d, Workload(context=c, batch=b), share=sh)
+                for c in contexts for b in batches}
+        for b in batches:
+            row = [need[(c, b)] for c in contexts]
+            assert row == sorted(row), (b, row)
+        for c in contexts:
+            col = [need[(c, b)] for b in batches]
+            assert col == sorted(col), (c, col)
+
+
+@pytest.mark.parametrize("model,engine,gibs,layout", CASES)
 def test_more_memory_never_gives_a_smaller_max_context(model, engine, gibs, layout):
     # Same layout, every device grown step by step. (vLLM switches its prefill budget and profiled
     # sequences at 70 GiB, PR #12369; the grid stays below that switch, where the rule is one.)
@@ -207,3 +226,37 @@ def test_host_ram_sum_is_the_host_terms():
     embedding = p.weights.group("embedding").bytes
     assert host > experts + embedding  # plus the host compute and output buffers
     assert required_bytes(p, Device.from_budget(24 * GiB), w, share=asg.gpus[0]) < 24 * GiB
+
+
+@pytest.mark.parametrize("limit,step,cap,known,want", [
+    (37, 1, 100, None, 37),
+    (37, 1, 100, 10, 37),  # a known-good start gives the same answer
+    (37, 1, 100, 37, 37),
+    (100, 16, 1000, 32, 96),  # multiples of 16 up to 100
+    (5000, 16, 1000, 64, 992),  # the cap, rounded down to the step
+    (0, 1, 100, None, None),  # not even one
+])
+def test_largest_with_a_known_start(limit, step, cap, known, want):
+    from fitcalc.plan import largest
+
+    asked = []
+
+    def ok(x):
+        asked.append(x)
+        return x <= limit
+
+    assert largest(ok, step, cap, known) == want
+    if known is not None:
+        assert step not in asked or step == known  # the search did not start again from the bottom
+
+
+def test_gpu_count_from_a_known_floor_is_the_same():
+    """solve_gpu_count(start=k) for any k up to the answer gives the answer (what a sweep relies on
+    when it starts from a shorter context's count)."""
+    p = prepare(load_model("gpt-oss-120b"), None, load_engine("vllm"))
+    d = Device.from_budget(24 * GiB)
+    w = Workload(context=32768)
+    n, lay = solve_gpu_count(p, d, w, 16)
+    assert n > 2  # 60 GiB of weights: several 24 GiB GPUs
+    for k in range(1, n + 1):
+        assert solve_gpu_count(p, d, w, 16, start=k) == (n, lay)

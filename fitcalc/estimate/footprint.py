@@ -50,14 +50,25 @@ class Prepared:
     # Calibration: (term id or "group.*" pattern, factor) pairs applied to every draft (fitcalc.calibration).
     scales: tuple[tuple[str, float], ...] = ()
     table: LayerTable | None = None  # bytes per layer and group, for placements that split the model
+    # Calibration per GPU family, for a plan over GPUs of several families: (family, scales) pairs,
+    # applied to a device of that family when ``scales`` is empty (residuals are per GPU family).
+    family_scales: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     # Weight drafts depend on the device only through (native MXFP4?, raw budget?, share): memoized,
-    # as are KV layouts per set of layers.
+    # as are KV layouts per set of layers, and whatever a planner derives from the prepared model
+    # alone (device assignments of a layout, the rooflines' model facts).
     _weight_cache: dict = field(default_factory=dict, compare=False, repr=False)
     _kv_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    _plan_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def arch(self) -> Architecture | None:
         return self.model.architecture
+
+    def scales_for(self, device: Device) -> tuple[tuple[str, float], ...]:
+        """The calibration factors that apply on ``device``: ``scales``, else its family's."""
+        if self.scales or not self.family_scales:
+            return self.scales
+        return next((s for fam, s in self.family_scales if fam == device.family), ())
 
 
 def truncated_model(model: ModelSpec, layers: int) -> ModelSpec:
@@ -91,7 +102,8 @@ def _largest_packed(model: ModelSpec, recipe: RecipeSpec) -> int:
 
 def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EngineProfile, kv_dtype: str | None = None,
             layers: int | None = None, include_embeddings: bool = True,
-            scales: tuple[tuple[str, float], ...] = ()) -> Prepared:
+            scales: tuple[tuple[str, float], ...] = (),
+            family_scales: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()) -> Prepared:
     r = resolve_recipe(model, recipe)
     m = truncated_model(model, layers) if layers is not None else model
     w = weights_breakdown(m, r)
@@ -105,7 +117,8 @@ def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EnginePro
     lay = kv_layout(a, engine, fmt) if (a is not None and fmt is not None) else None
     return Prepared(model=m, recipe=r, engine=engine, weights=w, kv_fmt=fmt, kv=lay,
                     largest_packed_matrix=_largest_packed(m, r), layers=layers,
-                    include_embeddings=include_embeddings, scales=tuple(scales), table=layer_table(m, r))
+                    include_embeddings=include_embeddings, scales=tuple(scales), table=layer_table(m, r),
+                    family_scales=tuple(family_scales))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,8 +310,9 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
     if slack is not None:
         out.append(slack)
     out += _overhead_drafts(p, device, share)
-    if p.scales:
-        out = [_scaled(d, p.scales) for d in out]
+    scales = p.scales_for(device)
+    if scales:
+        out = [_scaled(d, scales) for d in out]
     return out
 
 

@@ -25,7 +25,6 @@ engine's rules (``ParallelRules``) and the sources cited there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 from fitcalc.engines import EngineProfile
 from fitcalc.errors import InputError
@@ -164,12 +163,11 @@ def proportional_slots(slots: int, weights: list[int]) -> tuple[int, ...]:
     acc = 0
     for w in weights:
         acc += w
-        cum.append(Fraction(acc, total))
+        cum.append(acc)
     counts = [0] * len(weights)
     for j in range(slots):
-        x = Fraction(j, slots)
         for d, c in enumerate(cum):
-            if c > x:
+            if c * slots > j * total:  # c / total > j / slots, compared as integers
                 counts[d] += 1
                 break
     return tuple(counts)

@@ -29,7 +29,7 @@ against published measurements in tests/test_speed.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict
@@ -97,6 +97,27 @@ class Placed:
     share: Share
     group_bytes: dict[str, int]  # weights.<group> bytes on this device
     stage: int  # devices with the same stage run side by side (TP ranks); stages run in sequence
+    # The weights' share of a step depends on the batch (decode) or the prompt (prefill) only, not
+    # on the context: kept here so a sweep reusing this placement computes it once per value.
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def weights_step(self, facts: ModelFacts, batch: int) -> tuple[int, int]:
+        """(bytes read, FLOPs) of the weights in one decode step of ``batch`` sequences."""
+        key = ("decode", batch)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = (_device_bytes_read(facts, self, batch),
+                                    _device_flops(facts, self.group_bytes, batch))
+        return hit
+
+    def weights_prefill_flops(self, facts: ModelFacts, prompt: int) -> int:
+        """FLOPs of the weights (the embedding is a lookup) over a prompt of ``prompt`` tokens."""
+        key = ("prefill", prompt)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self.memo[key] = _device_flops(facts, {g: b for g, b in self.group_bytes.items()
+                                                         if g != "embedding"}, prompt)
+        return hit
 
 
 @dataclass(frozen=True)
@@ -138,6 +159,12 @@ def _rate(device: Device, engine: EngineProfile, matrix_formats: set[str]) -> tu
     return None, "unknown"
 
 
+# The products below are exact rationals floored to whole bytes and FLOPs; they are written as one
+# integer division (num × ... // den ...) rather than with Fraction objects, which gives the same
+# integers several times faster (a report sweep computes them for every row).
+_ONE = Fraction(1)
+
+
 def _device_bytes_read(facts: ModelFacts, placed: Placed, batch: int) -> int:
     total = 0
     for g, b in placed.group_bytes.items():
@@ -145,8 +172,8 @@ def _device_bytes_read(facts: ModelFacts, placed: Placed, batch: int) -> int:
             k, e = facts.experts
             frac = expert_union_share(k, e, batch)
         else:
-            frac = facts.active.get(g, Fraction(1))
-        total += int(b * frac)
+            frac = facts.active.get(g, _ONE)
+        total += b * frac.numerator // frac.denominator
     return total
 
 
@@ -157,11 +184,12 @@ def _device_flops(facts: ModelFacts, group_bytes: dict[str, int], tokens: int) -
         whole = facts.group_bytes.get(g)
         if not whole:
             continue
-        params = facts.group_params.get(g, 0) * Fraction(min(b, whole), whole)
-        frac = facts.active.get(g, Fraction(1))
+        frac = facts.active.get(g, _ONE)
         if g == "embedding" and frac == 0:
             continue
-        total += int(2 * params * frac * tokens)
+        # 2 × params × (min(b, whole) / whole) × frac × tokens, floored
+        total += (2 * facts.group_params.get(g, 0) * min(b, whole) * frac.numerator * tokens
+                  // (whole * frac.denominator))
     return total
 
 
@@ -203,8 +231,9 @@ def decode(facts: ModelFacts, engine: EngineProfile, placed: list[Placed], host_
     unknown = False
     for pl in placed:
         d = pl.device
-        read = _device_bytes_read(facts, pl, batch) + _kv_read(facts, pl.share, depth, batch)
-        flops = _device_flops(facts, pl.group_bytes, batch) + _attn_flops(facts, pl.share, depth, batch)
+        w_read, w_flops = pl.weights_step(facts, batch)
+        read = w_read + _kv_read(facts, pl.share, depth, batch)
+        flops = w_flops + _attn_flops(facts, pl.share, depth, batch)
         total_bytes += read
         if not d.bandwidth_bytes_per_s:
             unknown = True
@@ -263,7 +292,7 @@ def prefill(facts: ModelFacts, engine: EngineProfile, placed: list[Placed], host
     stage_time: dict[int, float] = {}
     for pl in placed:
         d = pl.device
-        flops = _device_flops(facts, {g: b for g, b in pl.group_bytes.items() if g != "embedding"}, prompt)
+        flops = pl.weights_prefill_flops(facts, prompt)
         flops += _prefill_attn_flops(facts, pl.share, prompt)
         rate, key = _rate(d, engine, matrix_formats)
         if not rate:

@@ -6,9 +6,10 @@ Where assertions come from, in the order they are reported:
   ``checks[i]``                the scenarios its ``where`` selects; with ``require: any`` the check
                                holds when at least one of them satisfies it (one result for the group)
 
-Each assertion is ``pass``, ``fail`` or ``unavailable``. ``unavailable`` (a figure this build does not
-estimate, such as decode tokens/s before the speed estimate exists) counts as a failure: a CI gate
-that cannot be evaluated must not read as green. A ``where`` that selects no scenario fails too,
+Each assertion is ``pass``, ``fail`` or ``unavailable``. ``unavailable`` (a figure that cannot be
+estimated, such as decode tokens/s on a raw budget, which has no memory bandwidth) counts as a
+failure: a CI gate that cannot be evaluated must not read as green. A scenario that does not fit has
+no decode speed, and ``min_decode_tokens_per_s`` fails on it. A ``where`` that selects no scenario fails too,
 since it is most often a typo.
 """
 
@@ -59,15 +60,20 @@ def _one(name: str, source: str, key: str, want, r: ScenarioResult) -> Assertion
         msg = f"headroom {format_bytes(actual)} {cmp} {_gib(want)} wanted ({_gib(f.required_bytes)} of " \
               f"{_gib(f.available_bytes)}{per})"
     elif key == "min_decode_tokens_per_s":
-        actual = r.plan.decode_tokens_per_s
+        pl = r.plan
+        actual = pl.decode_tokens_per_s
         if actual is None:
-            status = "unavailable"
-            msg = (f"decode tokens/s is not available for this scenario (this build has no speed estimate "
-                   f"for it); cannot check >= {want:g}")
+            # A scenario that does not fit has no speed: that is a failure, not a missing estimate.
+            status = "fail" if pl.speed_status == "no fit" else "unavailable"
+            why = pl.speed_note or "decode tokens/s is not available for this scenario"
+            msg = f"{why}; cannot check >= {want:g} tokens/s"
         else:
             status = "pass" if actual >= want else "fail"
             cmp = ">=" if status == "pass" else "<"
-            msg = f"decode {actual:,.1f} tokens/s {cmp} {want:g} wanted"
+            depth = f" at a depth of {pl.prompt_tokens:,} tokens" if pl.prompt_tokens else ""
+            total = (f"; {pl.decode_tokens_per_s_total:,.1f} for all {f.batch}"
+                     if f.batch > 1 and pl.decode_tokens_per_s_total else "")
+            msg = f"decode {actual:,.1f} tokens/s per sequence{depth} {cmp} {want:g} wanted{total}"
     else:  # pragma: no cover - ASSERTION_ORDER lists every key above
         raise KeyError(key)
     return AssertionResult(scenario=name, source=source, assertion=key, status=status, expected=want,

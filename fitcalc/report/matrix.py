@@ -10,7 +10,17 @@ doing each piece of work once per sweep rather than once per row:
 * the largest context that fits does not depend on the context asked for, so it is solved once per
   (prepared model, GPU entry, batch, prompt length) and handed to ``fit_device``.
 
-A 10,000-row sweep takes about two seconds on one core (benchmarks/report_sweep.py); most of it is
+Each row also gets what `fitcalc plan` says about the same configuration on its GPUs without CPU
+offload (``PlanFigures``, with plan's own functions): the placement ``find_layout`` picks, the
+decode speed and prefill time on it (``speed_at``), the largest batch at the row's context
+(``solve_max_batch``) and the GPUs of its type needed (``solve_gpu_count``). Work that does not
+depend on the row is shared: the speed's per-placement setup once per (prepared model, GPU entry,
+placement); the largest batch does not depend on the row's batch, and never grows with the context,
+so the answer at a shorter context caps the search at a longer one; the GPUs needed do not depend on
+the GPU count, and never fall as the context grows, so the search starts at the shorter context's
+answer. A raw budget has no bandwidth: its speed is "not available" and is not computed.
+
+A 10,000-row sweep takes a few seconds on one core (benchmarks/report_sweep.py); most of it is
 building each row's explained terms, which the verdict's uncertainty and the reports need.
 """
 
@@ -22,6 +32,7 @@ from itertools import product
 from typing import TYPE_CHECKING, Protocol
 
 from fitcalc.errors import InputError
+from fitcalc.estimate.placement import Layout
 from fitcalc.report.result import Origin, PlanFields, ScenarioResult
 from fitcalc.report.spec import ReportSpec, gpu_text, model_source, model_text
 
@@ -139,6 +150,160 @@ class Resolver(Protocol):
 Progress = Callable[[int, int], None]
 
 
+class PlanFigures:
+    """`fitcalc plan`'s figures for report rows, sharing work between rows (see the module docstring).
+
+    For one row the answer is what ``make_plan`` computes for the same prepared model, GPUs, context
+    and batch with CPU offload off: the same ``find_layout``, ``solve_max_batch``, ``speed_at`` and
+    ``solve_gpu_count``; the caches only skip work whose answer is already known.
+    """
+
+    def __init__(self, max_gpus: int | None = None):
+        from fitcalc.plan import DEFAULT_MAX_GPUS
+
+        self.max_gpus = max_gpus or DEFAULT_MAX_GPUS
+        self._setups: dict[tuple, object] = {}
+        self._batches: dict[tuple, dict[int, int | None]] = {}
+        self._needed: dict[tuple, dict[int, int | None]] = {}
+
+    def gpus_needed(self, pkey: tuple, p, device: Device, workload, bound: int) -> int | None:
+        from fitcalc.plan import solve_gpu_count
+
+        key = (pkey, device.label, device.memory_bytes, device.profile_id, workload.batch, workload.prompt_tokens,
+               bound)
+        seen = self._needed.setdefault(key, {})
+        ctx = workload.context
+        if ctx in seen:
+            return seen[ctx]
+        start = 1
+        for c, n in seen.items():
+            if c <= ctx:
+                if n is None:  # more than `bound` at a shorter context: more here too
+                    seen[ctx] = None
+                    return None
+                start = max(start, n)
+        found = solve_gpu_count(p, device, workload, bound, None, start)
+        seen[ctx] = found[0] if found else None
+        return seen[ctx]
+
+    def max_batch(self, key: tuple, p, hw, asg, workload) -> int | None:
+        """``solve_max_batch``'s answer. Its search is narrowed first, never changing the answer since
+        ``fits`` is monotone in the batch: the answer at a shorter context caps it, the row's batch is
+        known to fit, and a guess ``g`` (``_batch_guess``) is tried with ``g + 1``: fits at g and not
+        at g + 1 is the answer; otherwise g bounds the bisection from one side."""
+        from fitcalc.plan import MAX_BATCH_BOUND, fits_on, solve_max_batch
+
+        seen = self._batches.setdefault(key, {})
+        ctx = workload.context
+        if ctx in seen:
+            return seen[ctx]
+        cap = min([b for c, b in seen.items() if c <= ctx and b is not None] or [MAX_BATCH_BOUND])
+        known = workload.batch if workload.batch <= cap else None  # the placement was found at this batch
+
+        def ok(b: int) -> bool:
+            return fits_on(p, hw, asg, workload.model_copy(update={"batch": b}))
+
+        guess = _batch_guess(p, hw, asg, workload) if known is not None and known < cap else None
+        if guess is not None:
+            g = min(max(guess, known), cap)  # type: ignore[type-var]
+            if not ok(g):
+                cap = g - 1  # g > known here: known fits
+            elif g == cap or not ok(g + 1):
+                seen[ctx] = g
+                return g
+            else:
+                known = g + 1
+        seen[ctx] = solve_max_batch(p, hw, asg, workload, cap, known)
+        return seen[ctx]
+
+    def fits_at_batch(self, key: tuple, workload) -> bool | None:
+        """Whether ``workload`` fits the placement of ``key``, from a largest batch already solved at
+        its context (fits iff its batch is at most that); None when none is known yet."""
+        seen = self._batches.get(key)
+        if seen is None or workload.context not in seen:
+            return None
+        mb = seen[workload.context]
+        return mb is not None and workload.batch <= mb
+
+    def fields(self, pkey: tuple, gpu: str, p, device: Device, count: int, workload, fit) -> PlanFields:
+        from fitcalc.plan import (MAX_BATCH_BOUND, Hardware, assignment, find_layout, layout_choice, speed_at,
+                                  speed_setup)
+
+        bound = max(self.max_gpus, count)
+        base: dict = {"max_gpus": bound, "max_batch_bound": MAX_BATCH_BOUND,
+                      "prompt_tokens": workload.prompt_tokens or workload.context}
+        hw = Hardware(tuple(device for _ in range(count)))
+        # fit's verdict decides whether the row runs at all; then plan's placement on the same GPUs.
+        # On one GPU find_layout has one candidate, the whole model (Layout()), so once the largest
+        # batch on it is known at this context, whether this row's batch fits is known too.
+        found = None
+        if fit.fits:
+            one = self.fits_at_batch((pkey, gpu, Layout(), 1, workload.prompt_tokens), workload) if count == 1 \
+                else None
+            if one is None:
+                found = find_layout(p, hw, workload, None, offload=False)
+            elif one:
+                found = (Layout(), 1)
+        if found is not None and found[1] == 1 and count == 1:
+            # solve_gpu_count's first try is this very layout on one GPU, and it fits
+            base["gpus_needed"] = 1
+        else:
+            base["gpus_needed"] = self.gpus_needed(pkey, p, device, workload, bound)
+        if found is None:
+            where = f"{count} × {device.label}"
+            note = (f"does not fit {where}: no speed" if not fit.fits else
+                    f"`fitcalc plan` finds no placement on {where} without CPU offload: no speed")
+            return PlanFields.model_construct(**base, speed_status="no fit", speed_note=note)
+        lay, n_used = found
+        sub = Hardware(hw.devices[:n_used])
+        asg = assignment(p, sub.devices, lay)
+        desc = layout_choice(p, lay, n_used).description + (f" (uses {n_used} of {count} GPUs)"
+                                                            if n_used < count else "")
+        base.update(layout=desc, max_batch=self.max_batch((pkey, gpu, lay, n_used, workload.prompt_tokens), p, sub,
+                                                          asg, workload))
+        if any(not d.bandwidth_bytes_per_s for d in sub.devices):
+            why = ("a raw budget has no memory bandwidth" if device.is_budget
+                   else f"{device.label}'s memory bandwidth is unknown")
+            return PlanFields.model_construct(**base, speed_status="unavailable", speed_note=(
+                f"not available: {why}; name a catalog GPU (rtx-4090, h100-sxm ...) for a speed estimate"))
+        skey = (pkey, gpu, lay, n_used)
+        setup = self._setups.get(skey)
+        if setup is None:
+            setup = self._setups[skey] = speed_setup(p, sub, asg, lay)
+        prompt = workload.prompt_tokens or workload.context
+        s = speed_at(p, setup, workload, depth=prompt, prompt=prompt)  # type: ignore[arg-type]
+        if s.decode_tokens_per_s is None:
+            return PlanFields.model_construct(**base, prefill_s=s.prefill_s, speed_status="unavailable",
+                              speed_note="not available: " + ("; ".join(s.notes) or "no speed estimate"))
+        return PlanFields.model_construct(**base, decode_tokens_per_s=s.decode_tokens_per_s,
+                          decode_tokens_per_s_total=s.decode_tokens_per_s_total, prefill_s=s.prefill_s,
+                          speed_status="estimated")
+
+
+def _batch_guess(p, hw, asg, workload) -> int | None:
+    """Where the largest batch should be if each device's footprint grew linearly with the batch:
+    B + ⌊(memory − need(B)) / (need(B + 1) − need(B))⌋, the smallest over the devices. Only a
+    starting point for ``PlanFigures.max_batch``, which checks it (padding and per-batch buffers
+    make the growth uneven)."""
+    from fitcalc.estimate import required_bytes
+
+    b = workload.batch
+    nxt = workload.model_copy(update={"batch": b + 1})
+    best = None
+    seen: set[tuple] = set()
+    for d, sh in zip(hw.devices, asg.gpus):
+        if (id(d), sh.key) in seen:
+            continue
+        seen.add((id(d), sh.key))
+        n0 = required_bytes(p, d, workload, share=sh)
+        slope = required_bytes(p, d, nxt, share=sh) - n0
+        if slope <= 0:
+            continue
+        g = b + (d.memory_bytes - n0) // slope
+        best = g if best is None else min(best, g)
+    return best
+
+
 def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = None,
              every: int = 200) -> tuple[list[ScenarioResult], list[str]]:
     """Results for ``cases`` in order, and notes on matrix rows left out.
@@ -154,6 +319,7 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
     devices: dict[str, tuple[Device, int]] = {}
     prepared: dict[tuple, object] = {}
     max_ctx: dict[tuple, int | None] = {}
+    planner = PlanFigures()
     left_out: dict[str, int] = {}
     results: list[ScenarioResult] = []
     total = len(cases)
@@ -190,13 +356,14 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
         if ckey not in max_ctx:
             max_ctx[ckey] = solve_max_context(p, device, workload, count, model_context_limit(p))  # type: ignore[arg-type]
         fit = fit_device(p, device, workload, count, max_context=max_ctx[ckey])  # type: ignore[arg-type]
+        plan = planner.fields(pkey, c.gpu, p, device, count, workload, fit)
         results.append(ScenarioResult.model_construct(
             name=c.name, origin=c.origin, model=c.model, gpu=c.gpu, engine_requested=c.engine,
-            recipe_requested=c.recipe, kv_dtype_requested=c.kv_dtype, fit=fit, plan=PlanFields()))
+            recipe_requested=c.recipe, kv_dtype_requested=c.kv_dtype, fit=fit, plan=plan))
     if progress is not None:
         progress(total, total)
     notes = [f"left out {n:,} matrix scenario{'s' if n > 1 else ''}: {msg}" for msg, n in left_out.items()]
     return results, notes
 
 
-__all__ = ["Case", "expand", "evaluate", "matrix_size", "scenario_count", "case_name", "Resolver"]
+__all__ = ["Case", "PlanFigures", "expand", "evaluate", "matrix_size", "scenario_count", "case_name", "Resolver"]

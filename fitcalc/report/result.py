@@ -2,9 +2,10 @@
 
 A ``ScenarioResult`` wraps the ``FitResult`` that ``fitcalc fit`` prints for the same inputs (so a
 report and ``fit`` cannot disagree) with the scenario's name and the inputs as the spec wrote them.
-``plan`` carries the planning figures (decode tokens/s, max batch, GPUs needed): each is ``None``
-until the estimate that produces it exists, and an assertion on a ``None`` figure reports
-"not available" and fails, rather than passing.
+``plan`` carries the planning figures `fitcalc plan` computes for the same configuration (decode
+tokens/s, prefill time, max batch, GPUs needed). A figure that cannot be estimated is ``None`` with
+the reason beside it, and an assertion on it fails ("not available" or "does not fit") rather than
+passing.
 """
 
 from __future__ import annotations
@@ -19,12 +20,29 @@ Origin = Literal["matrix", "scenario"]
 Status = Literal["pass", "fail", "unavailable"]
 
 
+SpeedStatus = Literal["estimated", "unavailable", "no fit"]
+
+
 class PlanFields(BaseModel):
+    """What `fitcalc plan` adds to a scenario, for its GPUs without CPU offload (fitcalc.report.matrix).
+
+    Speed and the largest batch are for the placement `plan` picks on the scenario's GPUs;
+    ``speed_status`` says why there is no speed: ``unavailable`` (the GPU's bandwidth or tensor rate
+    is unknown, as for a raw budget) or ``no fit`` (no placement holds the scenario on its GPUs)."""
+
     model_config = ConfigDict(frozen=True, defer_build=True)
 
-    decode_tokens_per_s: float | None = None
-    max_batch: int | None = None
-    gpus_needed: int | None = None
+    decode_tokens_per_s: float | None = None  # one sequence, at a KV depth of the prompt length
+    decode_tokens_per_s_total: float | None = None  # all sequences of the batch
+    prefill_s: float | None = None  # one prompt of prompt_tokens tokens
+    prompt_tokens: int | None = None  # the prefill length, also the depth decode reads at
+    max_batch: int | None = None  # largest batch at the scenario's context on this placement (≤ max_batch_bound)
+    max_batch_bound: int | None = None
+    gpus_needed: int | None = None  # of this GPU type, whole model on GPUs, at this context and batch
+    max_gpus: int | None = None  # the most GPUs searched for gpus_needed (None there: more than this)
+    layout: str | None = None  # the placement, in words
+    speed_status: SpeedStatus = "unavailable"
+    speed_note: str | None = None  # why there is no speed estimate
 
 
 class ScenarioResult(BaseModel):
@@ -76,4 +94,4 @@ class Report(BaseModel):
         return [a for a in self.assertions if not a.ok]
 
 
-__all__ = ["PlanFields", "ScenarioResult", "AssertionResult", "Report", "Status", "Origin"]
+__all__ = ["PlanFields", "SpeedStatus", "ScenarioResult", "AssertionResult", "Report", "Status", "Origin"]

@@ -75,8 +75,9 @@ class Assertions(_Strict):
     min_context: Tokens | None = Field(None, description="the largest context that fits is at least this")
     min_headroom: Bytes | None = Field(None, description="available minus required is at least this")
     min_decode_tokens_per_s: float | None = Field(
-        None, gt=0, description="estimated decode tokens/s at least this; fails as 'not available' where "
-                                "this build has no speed estimate")
+        None, gt=0, description="estimated decode tokens/s of one sequence at the full context at least this; "
+                                "fails where the scenario does not fit, and as 'not available' on a raw "
+                                "budget (no memory bandwidth)")
 
     def is_empty(self) -> bool:
         return all(getattr(self, k) in (None, False) for k in type(self).model_fields)

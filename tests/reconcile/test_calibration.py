@@ -154,3 +154,67 @@ def test_a_broken_store_is_one_line(runner, app, llama_spec, gpu_dir, tmp_path):
     bad.write_text("schema_version: 1\nentries:\n  - engine: vllm\n    surprise: 1\n", encoding="utf-8")
     r = runner.invoke(app, ["fit", llama_spec, "--gpu", "test-hopper-80g", "--calibrated", "--store", str(bad)])
     assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1 and "bad.yaml" in r.stderr
+
+
+# ---- plan --calibrated -----------------------------------------------------------------------------
+
+
+def _plan(runner, app, llama_spec, *extra, gpus=("test-hopper-80g",)):
+    # A fixed context, recipe and RAM: the plan's choices then cannot move with the calibration, so
+    # every difference between two plans is the scaling itself.
+    args = ["plan", llama_spec, "--engine", "vllm", "--context", "8192", "--recipe", "native", "--ram", "64GiB",
+            "--json", *[x for g in gpus for x in ("--gpu", g)], *extra]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_plan_calibrated_scales_the_terms(runner, app, llama_spec, gpu_dir, tmp_path, monkeypatch):
+    store = tmp_path / "cal.yaml"
+    # weights.*: two logs, 1.0 and 2.25 -> geometric mean sqrt(2.25) = 1.5; kv.full: one log, 1.25
+    calibration_store.append(store, [entry(1.0, sha="a"), entry(2.25, sha="b"), entry(1.25, term="kv.full", sha="a")])
+    none = _plan(runner, app, llama_spec)
+    plain = _plan(runner, app, llama_spec, "--store", str(store))
+    monkeypatch.setenv("FITCALC_CALIBRATED", "1")
+    forced_off = _plan(runner, app, llama_spec, "--uncalibrated", "--store", str(store))
+    cal = _plan(runner, app, llama_spec, "--store", str(store))  # on through FITCALC_CALIBRATED
+    assert plain == none == forced_off  # uncalibrated: the store changes nothing
+    assert plain["calibration"] == []
+    (info,) = cal["calibration"]
+    assert (info["engine"], info["version_family"], info["gpu_family"], info["n_logs"]) == ("vllm", "0.11", "hopper", 2)
+    f_w, f_kv = info["factors"]["weights.*"], info["factors"]["kv.full"]
+    assert f_w == pytest.approx(1.5, rel=1e-12) and f_kv == pytest.approx(1.25, rel=1e-12)
+    (d0,), (d1,) = plain["placement"], cal["placement"]
+    before = {t["id"]: t["bytes"] for t in d0["terms"]}
+    after = {t["id"]: t for t in d1["terms"]}
+    assert set(before) == set(after)
+    for tid, b in before.items():
+        if tid.startswith("weights."):
+            assert after[tid]["bytes"] == round(b * f_w) and after[tid]["kind"] == "calibrated", tid
+        elif tid == "kv.full":
+            assert after[tid]["bytes"] == round(b * f_kv) and after[tid]["kind"] == "calibrated"
+        else:
+            assert after[tid]["bytes"] == b, tid
+    assert d1["required_bytes"] == sum(t["bytes"] for t in d1["terms"]) > d0["required_bytes"]
+    # the text says where the factors came from
+    r = runner.invoke(app, ["plan", llama_spec, "--gpu", "test-hopper-80g", "--engine", "vllm", "--context", "8192",
+                            "--ram", "64GiB", "--store", str(store)])
+    assert "calibrated from 2 logs (vllm 0.11, hopper): kv.full ×1.250, weights.* ×1.500" in r.stdout
+
+
+def test_plan_calibrates_each_gpu_by_its_family(runner, app, llama_spec, gpu_dir, tmp_path):
+    """Two GPUs in tensor parallel, one a catalog GPU (family hopper) and one a raw budget (no family):
+    only the first is scaled, and the plan says why the second is not."""
+    store = tmp_path / "cal.yaml"
+    calibration_store.append(store, [entry(1.5, sha="a")])
+    gpus = ("test-hopper-80g", "80GiB")
+    plain = _plan(runner, app, llama_spec, gpus=gpus)
+    cal = _plan(runner, app, llama_spec, "--calibrated", "--store", str(store), gpus=gpus)
+    assert cal["layout"]["tp"] == 2 and [d["device_id"] for d in cal["placement"]] == ["test-hopper-80g", None]
+    hop0, bud0 = ({t["id"]: t["bytes"] for t in d["terms"]} for d in plain["placement"])
+    hop1, bud1 = ({t["id"]: t["bytes"] for t in d["terms"]} for d in cal["placement"])
+    assert bud1 == bud0  # the budget: untouched
+    f = cal["calibration"][0]["factors"]["weights.*"]
+    assert f == pytest.approx(1.5, rel=1e-12)
+    assert all(hop1[k] == (round(b * f) if k.startswith("weights.") else b) for k, b in hop0.items())
+    assert any("not applied" in n and "raw budget has no GPU family" in n for n in cal["notes"])

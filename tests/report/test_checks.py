@@ -78,6 +78,23 @@ def test_decode_speed_is_not_available_and_does_not_pass():
     assert c.status == "pass"
 
 
+def test_decode_speed_line_carries_the_numbers_and_a_no_fit_fails():
+    pl = PlanFields(decode_tokens_per_s=19.5, decode_tokens_per_s_total=19.5, prompt_tokens=8192,
+                    speed_status="estimated")
+    r = ScenarioResult(name="s", origin="scenario", model="m", gpu="rtx-4090", engine_requested="vllm",
+                       recipe_requested="native", kv_dtype_requested="auto", fit=fit(GiB, 24 * GiB), plan=pl)
+    (a,) = run({"min_decode_tokens_per_s": 20}, [r])
+    assert a.line() == ("FAIL s: min_decode_tokens_per_s: decode 19.5 tokens/s per sequence at a depth of "
+                        "8,192 tokens < 20 wanted")
+    assert (a.expected, a.actual) == (20, 19.5)
+    # no placement holds it: no speed, and the assertion fails (it is known, not missing)
+    none = PlanFields(speed_status="no fit", speed_note="does not fit 1 × d: no speed")
+    r2 = r.model_copy(update={"plan": none, "fit": fit(30 * GiB, 24 * GiB)})
+    (b,) = run({"min_decode_tokens_per_s": 20}, [r2])
+    assert b.status == "fail"
+    assert b.line() == "FAIL s: min_decode_tokens_per_s: does not fit 1 × d: no speed; cannot check >= 20 tokens/s"
+
+
 def test_where_selects_by_the_values_as_written():
     c = case("x", gpu="h100-sxm:8", context=32768)
     assert selects(Where(gpu="H100-SXM:8"), c)

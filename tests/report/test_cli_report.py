@@ -47,18 +47,21 @@ def test_json_numbers_carry_their_ids_and_add_up(runner, app, tmp_path):
     assert runner.invoke(app, ["report", SMALL, "-o", str(out)]).exit_code == 0
     doc = json.loads(out.read_text())
     assert doc["format"] == "fitcalc-report" and doc["format_version"] == 1
-    # 3 GPUs x 2 contexts x 2 engines + 1 named scenario
-    assert doc["summary"]["scenarios"] == len(doc["scenarios"]) == 13
+    # 3 GPUs x 2 contexts x 2 engines + 2 named scenarios
+    assert doc["summary"]["scenarios"] == len(doc["scenarios"]) == 14
     for s in doc["scenarios"]:
         assert sum(t["bytes"] for t in s["terms"]) == s["required_bytes"]
         assert s["headroom_bytes"] == s["available_bytes"] - s["required_bytes"]
         assert all(set(t) == {"id", "bytes", "kind", "band"} for t in s["terms"])
-        assert set(s["plan"]) == {"decode_tokens_per_s", "max_batch", "gpus_needed"}
+        assert set(s["plan"]) == {"decode_tokens_per_s", "decode_tokens_per_s_total", "prefill_s", "prompt_tokens",
+                                  "max_batch", "max_batch_bound", "gpus_needed", "max_gpus", "layout",
+                                  "speed_status", "speed_note"}
     first = doc["scenarios"][0]
     assert first["gpu"] == "16GiB" and first["available_bytes"] == 16 * 2**30
     by_name = {s["name"]: s for s in doc["scenarios"]}
     assert by_name["gpt-oss-20b @ 12GiB:2 ctx=8192 batch=1 engine=llama.cpp recipe=native kv=auto"]["count"] == 2
-    assert {a["assertion"] for a in doc["assertions"]} == {"must_fit", "max_vram", "min_context", "min_headroom"}
+    assert {a["assertion"] for a in doc["assertions"]} == {"must_fit", "max_vram", "min_context", "min_headroom",
+                                                            "min_decode_tokens_per_s"}
 
 
 def test_yaml_has_the_same_document(runner, app, tmp_path):
@@ -76,7 +79,7 @@ def test_format_option_beats_the_suffix_and_stdout_is_markdown(runner, app, tmp_
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["title"] == "gpt-oss-20b on two budgets"
     r = runner.invoke(app, ["report", SMALL, "-o", "-", "--format", "json"])
-    assert json.loads(r.stdout)["summary"]["scenarios"] == 13
+    assert json.loads(r.stdout)["summary"]["scenarios"] == 14
 
 
 def test_report_does_not_import_matplotlib_or_torch_for_text_formats(tmp_path):
@@ -142,7 +145,7 @@ def test_junit_parses_back(runner, app, tmp_path):
     fail_lines = [x for x in r.stdout.splitlines() if x.startswith("FAIL ")]
     assert int(root.get("tests")) == len(cases) and int(root.get("failures")) == len(failures) == len(fail_lines)
     suites = {s.get("name") for s in root.findall("testsuite")}
-    assert suites == {"assert", "scenarios[laptop-8g].assert", "long-context-on-24g"}
+    assert suites == {"assert", "scenarios[laptop-8g].assert", "scenarios[desk-4090].assert", "long-context-on-24g"}
     names = {c.get("name") for c in cases}
     assert "laptop-8g: max_vram" in names
     f = next(c for c in cases if c.get("name") == "laptop-8g: max_vram").find("failure")

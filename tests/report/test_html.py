@@ -35,7 +35,7 @@ def test_self_contained(page):
 
 def test_charts_are_inline_svg(page):
     figures = re.findall(r'<figure class="chart" data-chart="([a-z-]+)" id="chart-\d+"><svg ', page)
-    # one memory chart for the model's 12 matrix rows, one for the named scenario, one max-context chart
+    # one memory chart for the model's 12 matrix rows, one for the named scenarios, one max-context chart
     assert figures == ["memory", "memory", "max-context"]
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids)), "every id on the page is unique (the SVGs' ids are prefixed)"
@@ -66,3 +66,24 @@ def test_without_matplotlib_html_is_one_clear_error(runner, app, tmp_path, monke
     assert r.exit_code == 1
     assert "matplotlib" in r.stderr and "fitcalc[html]" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_decode_speed_chart_and_column(tmp_path):
+    """With catalog GPUs the page charts decode speed per GPU and lists it per scenario; a raw budget's
+    bar says why it has none."""
+    from fitcalc import api
+    from fitcalc.report.writers import render
+
+    spec = tmp_path / "speed.yaml"
+    spec.write_text("models: [gpt-oss-20b]\ngpus: [rtx-4090, h100-sxm, 16GiB]\ncontexts: [8192, 32k]\n"
+                    "engines: [llama.cpp, vllm]\n")
+    rep = api.report(str(spec))
+    page = render(rep, "html")
+    figures = re.findall(r'<figure class="chart" data-chart="([a-z-]+)" id="chart-\d+"><svg ', page)
+    assert figures == ["memory", "max-context", "decode-speed"]
+    assert "Decode speed per GPU at context 8,192" in page
+    card = next(r for r in rep.scenarios if r.gpu == "rtx-4090" and r.fit.engine == "llama.cpp")
+    v = card.plan.decode_tokens_per_s
+    assert v is not None and v >= 100
+    assert f'<td class="r">{v:,.0f}</td>' in page  # the tok/s column
+    assert '<td class="r">n/a</td>' in page and "no memory bandwidth" in page  # the 16GiB budget

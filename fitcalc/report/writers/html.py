@@ -2,11 +2,13 @@
 
 Self-contained: styles inline, charts drawn by matplotlib (Agg backend, imported here only, when
 this writer runs) and inlined as SVG with text as paths, so the file needs no network, no fonts and
-no script. Two kinds of chart:
+no script. Three kinds of chart:
 
 * memory per scenario: a horizontal stacked bar per scenario (weights, KV cache, activations,
   overhead, per GPU) with a black tick at the GPU's memory, one chart per model (long lists split);
-* largest context that fits, per GPU: bars per configuration on a log2 axis of tokens.
+* largest context that fits, per GPU: bars per configuration on a log2 axis of tokens;
+* decode speed per GPU (tokens/s of one sequence at the report's shortest context), when any
+  scenario runs on a catalog GPU (a raw budget has no bandwidth, so no speed).
 
 Readable on a phone (the page never scrolls sideways: wide tables scroll inside their box, charts
 scale to the width) and in print (no page break inside a chart, tables unfolded).
@@ -21,7 +23,7 @@ import re
 from fitcalc import __version__
 from fitcalc.report.result import Report, ScenarioResult
 from fitcalc.report.writers.view import (
-    FAMILIES, Section, Table, build_view, config_label, family_bytes, models_in_order, varying_columns,
+    FAMILIES, Section, Table, build_view, config_label, family_bytes, models_in_order, speed_text, varying_columns,
     varying_parts,
 )
 from fitcalc.units import GiB
@@ -158,10 +160,13 @@ def _tokens(n: float) -> str:
     return f"{int(n) // 1024}k" if n >= 1024 else str(int(n))
 
 
-def context_chart(plt, results: list[ScenarioResult], varying: set[str], title: str, prefix: str) -> str:
+def _bars_by_gpu(plt, rows: list[ScenarioResult], varying: set[str], value, text, text_x, text_color):
+    """Grouped horizontal bars: a group per GPU entry, one bar per configuration (a series, in the
+    legend), each with its figure written beside it. The first row of each (configuration, GPU) is
+    drawn. Returns (fig, ax)."""
     gpus: list[str] = []
     series: dict[str, dict[str, ScenarioResult]] = {}
-    for r in results:
+    for r in rows:
         if r.gpu not in gpus:
             gpus.append(r.gpu)
         series.setdefault(config_label(r, varying), {}).setdefault(r.gpu, r)
@@ -169,32 +174,77 @@ def context_chart(plt, results: list[ScenarioResult], varying: set[str], title: 
     height = 0.8 / k
     fig, ax = plt.subplots(figsize=(8.0, 1.3 + 0.22 * ((k + 1) // 2) + len(gpus) * (0.2 * k + 0.2)),
                            layout="constrained")
-    values = [r.fit.max_context for s in series.values() for r in s.values() if r.fit.max_context]
-    top = max(values) if values else 1024
-    low = 512
     for j, (label, by_gpu) in enumerate(series.items()):
         ys, xs, texts = [], [], []
         for i, g in enumerate(gpus):
             r = by_gpu.get(g)
             if r is None:
                 continue
-            y = (len(gpus) - 1 - i) + 0.4 - height * (j + 0.5)
-            v = r.fit.max_context
-            ys.append(y)
-            xs.append(v if v else 0)
-            lim = r.fit.max_context_limit
-            texts.append("does not fit" if not v else f"{v:,}" + (" (model max)" if lim and v >= lim else ""))
-        ax.barh(ys, [x if x else 0 for x in xs], height=height * 0.9, color=SERIES_COLORS[j % len(SERIES_COLORS)],
-                label=label, left=0)
+            ys.append((len(gpus) - 1 - i) + 0.4 - height * (j + 0.5))
+            xs.append(value(r) or 0)
+            texts.append(text(r))
+        ax.barh(ys, xs, height=height * 0.9, color=SERIES_COLORS[j % len(SERIES_COLORS)], label=label, left=0)
         for y, x, t in zip(ys, xs, texts):
-            ax.text((x if x else low) * 1.04, y, t, va="center", fontsize=7,
-                    color="#a40e26" if not x else "#24292f")
+            ax.text(text_x(x), y, t, va="center", fontsize=7, color=text_color(x))
+    ax.set_yticks(range(len(gpus))[::-1], gpus)
+    return fig, ax
+
+
+def context_chart(plt, results: list[ScenarioResult], varying: set[str], title: str, prefix: str) -> str:
+    values = [r.fit.max_context for r in results if r.fit.max_context]
+    top = max(values) if values else 1024
+    low = 512
+
+    def text(r: ScenarioResult) -> str:
+        v, lim = r.fit.max_context, r.fit.max_context_limit
+        return "does not fit" if not v else f"{v:,}" + (" (model max)" if lim and v >= lim else "")
+
+    fig, ax = _bars_by_gpu(plt, results, varying, lambda r: r.fit.max_context, text,
+                           lambda x: (x if x else low) * 1.04, lambda x: "#a40e26" if not x else "#24292f")
     ax.set_xscale("log", base=2)
     ax.set_xlim(low, top * 6)
     ticks = [2**p for p in range(9, 30) if low <= 2**p <= top * 6]
     ax.set_xticks(ticks, [_tokens(t) for t in ticks])
-    ax.set_yticks(range(len(gpus))[::-1], gpus)
     return _finish(plt, fig, ax, title, "largest context that fits (tokens per sequence, log scale)", 2, prefix)
+
+
+def speed_chart(plt, rows: list[ScenarioResult], varying: set[str], title: str, prefix: str) -> str:
+    """Decode tokens/s of one sequence, per configuration and GPU."""
+    top = max((r.plan.decode_tokens_per_s or 0.0) for r in rows) or 1.0
+
+    def text(r: ScenarioResult) -> str:
+        if r.plan.decode_tokens_per_s is not None:
+            return speed_text(r)
+        return "does not fit" if r.plan.speed_status == "no fit" else "n/a (no bandwidth)"
+
+    fig, ax = _bars_by_gpu(plt, rows, varying, lambda r: r.plan.decode_tokens_per_s, text,
+                           lambda x: x + top * 0.01, lambda x: "#24292f" if x else "#57606a")
+    ax.set_xlim(0, top * 1.18)
+    return _finish(plt, fig, ax, title, "decode tokens/s of one sequence (roofline estimate)", 2, prefix)
+
+
+def _by_model_if_many(rows: list[ScenarioResult], varying: set[str], title: str) -> list[tuple[str, list]]:
+    """One chart for all rows, or one per model when there are more configurations than colours."""
+    if len(dict.fromkeys(config_label(r, varying) for r in rows)) <= MAX_SERIES:
+        return [(title, rows)]
+    return [(f"{title}: {m}", [r for r in rows if r.model == m]) for m in models_in_order(rows)]
+
+
+def speed_figures(plt, report: Report, start: int) -> list[str]:
+    """Decode speed per GPU at the report's shortest context, when any row has a speed estimate."""
+    matrix = [r for r in report.scenarios if r.origin == "matrix"]
+    if not any(r.plan.decode_tokens_per_s is not None for r in matrix):
+        return []
+    varying = varying_columns(matrix)
+    ctx = min(r.fit.context for r in matrix)
+    rows = [r for r in matrix if r.fit.context == ctx]
+    figs = []
+    for title, part in _by_model_if_many(rows, varying, f"Decode speed per GPU at context {ctx:,}")[:MAX_CHARTS]:
+        n = start + len(figs)
+        svg = speed_chart(plt, part, varying, title, f"c{n}")
+        figs.append(_figure(svg, "decode-speed", f"{title}: tokens per second of one sequence, the KV cache read at "
+                                                 "that depth, on each configuration's GPUs without CPU offload.", n))
+    return figs
 
 
 def _figure(svg: str, kind: str, caption: str, n: int) -> str:
@@ -236,18 +286,8 @@ def context_figures(plt, report: Report, start: int) -> list[str]:
     if not matrix:
         return []
     varying = varying_columns(matrix)
-    labels: list[str] = []
-    for r in matrix:
-        lab = config_label(r, varying)
-        if lab not in labels:
-            labels.append(lab)
-    if len(labels) <= MAX_SERIES:
-        chunks = [("Largest context that fits, per GPU", matrix)]
-    else:
-        chunks = [(f"Largest context that fits, per GPU: {m}", [r for r in matrix if r.model == m])
-                  for m in models_in_order(matrix)]
     figs = []
-    for title, rows in chunks[:MAX_CHARTS]:
+    for title, rows in _by_model_if_many(matrix, varying, "Largest context that fits, per GPU")[:MAX_CHARTS]:
         n = start + len(figs)
         # One bar per configuration and GPU: the context asked for does not change the answer.
         svg = context_chart(plt, rows, varying, title, f"c{n}")
@@ -297,12 +337,15 @@ def render_html(report: Report) -> str:
     sections = build_view(report)
     mem, mem_notes = memory_figures(plt, report, 0)
     ctx = context_figures(plt, report, len(mem))
+    speed = speed_figures(plt, report, len(mem) + len(ctx))
     body = []
     nav = []
     for s in sections:
         figs: list[str] = []
         if s.anchor == "max-context":
             figs = ctx
+        elif s.anchor == "speed":
+            figs = speed
         body.append(section_html(s, figs))
         nav.append(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>')
         if s.anchor in ("summary", "checks") and (s.anchor == "checks" or not report.assertions):
@@ -326,4 +369,4 @@ def render_html(report: Report) -> str:
     )
 
 
-__all__ = ["render_html", "memory_chart", "context_chart"]
+__all__ = ["render_html", "memory_chart", "context_chart", "speed_chart"]

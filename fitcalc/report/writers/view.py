@@ -61,6 +61,26 @@ def max_context_text(r: ScenarioResult) -> str:
     return f"{f.max_context:,}"
 
 
+def speed_text(r: ScenarioResult) -> str:
+    """Decode tokens/s per sequence; 'n/a' where it cannot be estimated (a raw budget), '—' where
+    the scenario does not fit."""
+    pl = r.plan
+    if pl.decode_tokens_per_s is not None:
+        v = pl.decode_tokens_per_s
+        return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+    return "—" if pl.speed_status == "no fit" else "n/a"
+
+
+def speed_lines(results: list[ScenarioResult]) -> list[str]:
+    """What the tok/s column means, and why a cell is empty, said once above a table."""
+    out = ["'tok/s' is the estimated decode speed of one sequence at the full context (the KV cache "
+           "read at that depth), on the placement `fitcalc plan` picks for these GPUs without CPU offload."]
+    if any(r.plan.decode_tokens_per_s is None and r.plan.speed_status == "unavailable" for r in results):
+        out.append("n/a: decode speed not available for a raw budget, which has no memory bandwidth; name a "
+                   "catalog GPU (rtx-4090, h100-sxm ...) for an estimate.")
+    return out
+
+
 def varying_parts(r: ScenarioResult, varying: set[str]) -> list[str]:
     """Whichever of engine, recipe, KV dtype and batch vary across the report, for a label."""
     f = r.fit
@@ -108,9 +128,9 @@ def scenario_table(results: list[ScenarioResult], varying: set[str], named: bool
     align = (["l", "l"] if named else []) + ["l", "r"]
     extra = [("batch", "batch", "r"), ("engine", "engine", "l"), ("recipe", "recipe", "l"), ("kv", "KV", "l")]
     shown = [e for e in extra if named or e[0] in varying]
-    cols += [e[1] for e in shown] + ["verdict", "needs GiB", "of GiB", "headroom GiB", "max context"]
-    align += [e[2] for e in shown] + ["l", "r", "r", "r", "r"]
-    kinds = ["text"] * (len(cols) - 5) + ["verdict"] + ["text"] * 4
+    cols += [e[1] for e in shown] + ["verdict", "needs GiB", "of GiB", "headroom GiB", "max context", "tok/s"]
+    align += [e[2] for e in shown] + ["l", "r", "r", "r", "r", "r"]
+    kinds = ["text"] * (len(cols) - 6) + ["verdict"] + ["text"] * 5
     rows = []
     for r in results:
         f = r.fit
@@ -119,30 +139,78 @@ def scenario_table(results: list[ScenarioResult], varying: set[str], named: bool
         row += [vals[e[0]] for e in shown]
         per = " ×" + str(f.count) if f.count > 1 else ""
         row += [f.verdict, gib(f.required_bytes), gib(f.available_bytes) + per, gib(f.headroom_bytes),
-                max_context_text(r)]
+                max_context_text(r), speed_text(r)]
         rows.append(row)
     rows, cut = _cut(rows)
     return Table(cols, align, rows, kinds, cut=cut)
 
 
+def _lead(varying: set[str], named: bool) -> list[str]:
+    """The columns that name a row of a secondary table: the scenario, or GPU, context and what varies."""
+    if named:
+        return ["scenario"]
+    return ["GPU", "context"] + [c for k, c in (("batch", "batch"), ("engine", "engine"), ("recipe", "recipe"),
+                                                ("kv", "KV")) if k in varying]
+
+
+def _head(r: ScenarioResult, lead: list[str], named: bool) -> list[str]:
+    if named:
+        return [r.name]
+    f = r.fit
+    vals = {"batch": str(f.batch), "engine": f.engine, "recipe": f.recipe, "KV": str(f.kv_dtype)}
+    return [r.gpu, f"{f.context:,}"] + [vals[c] for c in lead[2:]]
+
+
 def family_table(results: list[ScenarioResult], varying: set[str], named: bool = False) -> Table:
-    lead = ["scenario"] if named else ["GPU", "context"] + [c for k, c in (("batch", "batch"), ("engine", "engine"),
-                                                                          ("recipe", "recipe"), ("kv", "KV"))
-                                                            if k in varying]
+    lead = _lead(varying, named)
     cols = lead + [f"{label} GiB" for _, label in FAMILIES] + ["total GiB", "± GiB"]
     rows = []
     for r in results:
         f = r.fit
-        if named:
-            head = [r.name]
-        else:
-            vals = {"batch": str(f.batch), "engine": f.engine, "recipe": f.recipe, "KV": str(f.kv_dtype)}
-            head = [r.gpu, f"{f.context:,}"] + [vals[c] for c in lead[2:]]
         fam = family_bytes(r)
-        rows.append(head + [gib(fam[k]) for k, _ in FAMILIES] + [gib(f.required_bytes), gib(f.uncertainty_bytes)])
+        rows.append(_head(r, lead, named) + [gib(fam[k]) for k, _ in FAMILIES]
+                    + [gib(f.required_bytes), gib(f.uncertainty_bytes)])
     rows, cut = _cut(rows)
     align = ["r" if c in ("context", "batch") else "l" for c in lead] + ["r"] * (len(cols) - len(lead))
     return Table(cols, align, rows, ["text"] * len(cols), cut=cut)
+
+
+def _batch_text(r: ScenarioResult) -> str:
+    pl = r.plan
+    if pl.max_batch is None:
+        return "—"
+    bound = " (search bound)" if pl.max_batch_bound and pl.max_batch >= pl.max_batch_bound else ""
+    return f"{pl.max_batch:,}{bound}"
+
+
+def _gpus_text(r: ScenarioResult) -> str:
+    pl = r.plan
+    if pl.gpus_needed is not None:
+        return str(pl.gpus_needed)
+    return f"more than {pl.max_gpus}" if pl.max_gpus else "—"
+
+
+def plan_table(results: list[ScenarioResult], varying: set[str], named: bool = False) -> Table:
+    """What `fitcalc plan` adds per scenario: placement, decode and prefill speed, largest batch at
+    the scenario's context, GPUs of its type needed."""
+    lead = _lead(varying, named)
+    batched = any(r.fit.batch > 1 for r in results)  # all sequences' speed differs from one's only then
+    cols = lead + ["placement", "tok/s"] + (["all seqs tok/s"] if batched else []) + ["prefill s", "max batch",
+                                                                                     "GPUs needed"]
+    rows = []
+    for r in results:
+        pl = r.plan
+        head = _head(r, lead, named)
+        total = pl.decode_tokens_per_s_total
+        prefill = f"{pl.prefill_s:,.2f} ({pl.prompt_tokens:,} tok)" if pl.prefill_s is not None and pl.prompt_tokens \
+            else ("—" if pl.speed_status == "no fit" else "n/a")
+        all_seqs = [f"{total:,.0f}" if total is not None else speed_text(r)] if batched else []
+        rows.append(head + [pl.layout or "—", speed_text(r), *all_seqs, prefill, _batch_text(r), _gpus_text(r)])
+    rows, cut = _cut(rows)
+    n_num = len(cols) - len(lead) - 1
+    align = ["r" if c in ("context", "batch") else "l" for c in lead] + ["l"] + ["r"] * n_num
+    kinds = ["text"] * len(lead) + ["long"] + ["text"] * n_num
+    return Table(cols, align, rows, kinds, cut=cut)
 
 
 def max_context_table(results: list[ScenarioResult], varying: set[str]) -> Table:
@@ -190,6 +258,20 @@ def models_in_order(results: list[ScenarioResult]) -> list[str]:
     return out
 
 
+def _per_model(make, matrix: list[ScenarioResult], named: list[ScenarioResult], varying: set[str]) -> list[Table]:
+    """One table per model of the matrix, then one of the named scenarios, each captioned."""
+    tables = []
+    for model in models_in_order(matrix):
+        t = make([r for r in matrix if r.model == model], varying)
+        t.caption = model
+        tables.append(t)
+    if named:
+        t = make(named, varying, named=True)
+        t.caption = "named scenarios"
+        tables.append(t)
+    return tables
+
+
 def build_view(report: Report) -> list[Section]:
     results = report.scenarios
     matrix = [r for r in results if r.origin == "matrix"]
@@ -228,25 +310,28 @@ def build_view(report: Report) -> list[Section]:
             lim = f", up to {first.max_context_limit:,} tokens of context" if first.max_context_limit else ""
             s.lines.append(f"{first.model}{lim}. Sizes per GPU; 'needs' is the whole footprint, "
                            "'of' the memory it is planned against.")
+            s.lines += speed_lines(rows)
             s.tables.append(scenario_table(rows, varying))
             sections.append(s)
 
     if named:
-        s = Section("Named scenarios", anchor="scenarios")
+        s = Section("Named scenarios", anchor="scenarios", lines=speed_lines(named))
         s.tables.append(scenario_table(named, varying, named=True))
         sections.append(s)
+
+    s = Section("Speed, batch and GPUs needed", anchor="speed", details=True,
+                lines=["What `fitcalc plan` adds for each scenario's GPUs, without CPU offload: the placement, the "
+                       "decode speed of one sequence and of all the batch's sequences at the full context, the "
+                       "time to prefill one prompt, the largest batch that fits at the scenario's context, and "
+                       "the GPUs of its type the whole model needs at its context and batch. Rooflines, not "
+                       "measurements: see docs/formulas.md."])
+    s.tables = _per_model(plan_table, matrix, named, varying)
+    sections.append(s)
 
     s = Section("Memory by term family", anchor="breakdown", details=True,
                 lines=["Each scenario's footprint per GPU split into weights, KV cache, activations and runtime "
                        "overhead (the JSON report has every term by id); ± is the estimate's uncertainty."])
-    for model in models_in_order(matrix):
-        t = family_table([r for r in matrix if r.model == model], varying)
-        t.caption = model
-        s.tables.append(t)
-    if named:
-        t = family_table(named, varying, named=True)
-        t.caption = "named scenarios"
-        s.tables.append(t)
+    s.tables = _per_model(family_table, matrix, named, varying)
     sections.append(s)
 
     notes = unique_notes(report)
@@ -255,5 +340,5 @@ def build_view(report: Report) -> list[Section]:
     return sections
 
 
-__all__ = ["build_view", "Section", "Table", "FAMILIES", "family_bytes", "gib", "max_context_text",
+__all__ = ["build_view", "Section", "Table", "FAMILIES", "family_bytes", "gib", "max_context_text", "speed_text",
            "config_label", "varying_columns", "varying_parts", "models_in_order"]
