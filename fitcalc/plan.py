@@ -155,14 +155,33 @@ _SOLVE = object()
 
 def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1, *,
                max_context: int | None | object = _SOLVE) -> FitResult:
-    """Does ``workload`` fit on ``count`` identical ``device`` (tensor parallel when count > 1)?
+    """Does ``workload`` fit on ``count`` identical ``device``?
+
+    Several GPUs are used the way the engine uses them (``ParallelRules.multi_gpu``): tensor
+    parallel (vLLM, SGLang: every GPU holds 1/count of each matrix), whole layers split in
+    proportion to memory (llama.cpp, Ollama, transformers' device_map: the GPU with the least
+    headroom is the one shown, and the largest context is the one every GPU holds), or one GPU
+    only (fitcalc's torch stack).
 
     ``max_context``: the answer of ``solve_max_context`` for this prepared model, device, count and
     workload, when the caller has it already. It does not depend on ``workload.context``, so a sweep
     over contexts solves it once (fitcalc.report.matrix) instead of bisecting for every row.
     """
-    tp = count
-    fp = estimate(p, device, workload, tp)
+    mode = p.engine.parallel.multi_gpu if count > 1 else "tensor"
+    layer_split = mode == "layer"
+    tp = count if mode == "tensor" else 1
+    notes: list[str] = []
+    if mode == "none":
+        notes.append(f"{p.engine.display_name} runs on one GPU: {count - 1} of the {count} stay idle")
+    if layer_split:
+        hw = Hardware(devices=(device,) * count)
+        asg = assignment(p, hw.devices, Layout())
+        shares = {sh.key: sh for sh in asg.gpus}.values()
+        fp = max((estimate(p, device, workload, share=sh) for sh in shares), key=lambda f: f.total_bytes)
+        notes.append(f"{p.engine.display_name} splits whole layers over the {count} GPUs in proportion to their "
+                     "memory; the fullest GPU is shown (`fitcalc plan` shows each)")
+    else:
+        fp = estimate(p, device, workload, tp)
     required = fp.total_bytes
     avail = device.memory_bytes
     headroom = avail - required
@@ -171,13 +190,18 @@ def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1, 
     capacity = max(0, avail - (required - kv_now))
     lay = p.kv
     per_token = 0
-    if lay is not None:
+    if lay is not None and not layer_split:
         full = lay.full_token_bytes + lay.mla_token_bytes
         split = min(tp, 1 if lay.mla_layers else lay.n_kv) if tp > 1 else 1
         per_token = -(-full // split) if full else 0
+    elif lay is not None:
+        # the fullest GPU's full-attention and MLA cache per token: its share of those layers' bytes
+        held = sum(t.bytes for t in fp.terms if t.id in ("kv.full", "kv.mla"))
+        tokens = workload.context * workload.batch
+        per_token = -(-held // tokens) if held else 0
     limit = model_context_limit(p)
-    max_ctx = solve_max_context(p, device, workload, tp, limit) if max_context is _SOLVE else max_context
-    warnings = context_warnings(p, workload.context)
+    max_ctx = solve_fit_max_context(p, device, workload, count) if max_context is _SOLVE else max_context
+    warnings = context_warnings(p, workload.context) + notes
     if device.is_budget:
         warnings.append(f"{device.label}: a raw budget is taken as usable memory as given "
                         "(no driver reserve subtracted)")
@@ -195,6 +219,17 @@ def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1, 
         kv_capacity_tokens=capacity // per_token if per_token else None, terms=list(fp.terms),
         warnings=warnings,
     )
+
+
+def solve_fit_max_context(p: Prepared, device: Device, workload: Workload, count: int = 1) -> int | None:
+    """The largest context ``fit_device`` reports for ``count`` of ``device``: tensor parallel, or
+    whole layers split over the GPUs (every GPU must hold its share), as the engine spreads them."""
+    limit = model_context_limit(p)
+    mode = p.engine.parallel.multi_gpu if count > 1 else "tensor"
+    if mode == "layer":
+        devices = (device,) * count
+        return solve_max_context_on(p, Hardware(devices=devices), assignment(p, devices, Layout()), workload, limit)
+    return solve_max_context(p, device, workload, count if mode == "tensor" else 1, limit)
 
 
 def fits_fast(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> bool:

@@ -312,7 +312,7 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
     note, since crossing two lists makes such pairs; a named scenario asking for one is an error.
     """
     from fitcalc.estimate import prepare
-    from fitcalc.plan import fit_device, model_context_limit, solve_max_context
+    from fitcalc.plan import fit_device, solve_fit_max_context
     from fitcalc.spec import Workload
 
     models: dict[tuple[str, str], ModelSpec] = {}
@@ -354,7 +354,7 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
         workload = Workload(context=c.context, batch=c.batch, kv_dtype=kv, prompt_tokens=prompt)
         ckey = (pkey, c.gpu, c.batch, prompt)
         if ckey not in max_ctx:
-            max_ctx[ckey] = solve_max_context(p, device, workload, count, model_context_limit(p))  # type: ignore[arg-type]
+            max_ctx[ckey] = solve_fit_max_context(p, device, workload, count)  # type: ignore[arg-type]
         fit = fit_device(p, device, workload, count, max_context=max_ctx[ckey])  # type: ignore[arg-type]
         plan = planner.fields(pkey, c.gpu, p, device, count, workload, fit)
         results.append(ScenarioResult.model_construct(

@@ -47,14 +47,28 @@ def test_weights_add_up_to_the_published_checkpoint(tmp_path):
 
 
 def test_tensor_parallel_halves_the_weights(tmp_path):
-    """Two GPUs in tensor parallel hold half of each weight matrix each (ceil)."""
+    """Two GPUs in tensor parallel (vLLM) hold half of each weight matrix each (ceil)."""
     spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, '24GiB:2']\ncontexts: [8192]\n"
-                           "engines: [llama.cpp]\n")
+                           "engines: [vllm]\n")
     one, two = api.report(spec).scenarios
     w1 = {t.id: t.bytes for t in one.fit.terms if t.id.startswith("weights.")}
     w2 = {t.id: t.bytes for t in two.fit.terms if t.id.startswith("weights.")}
     assert w2 == {k: -(-v // 2) for k, v in w1.items()}
     assert two.fit.count == 2 and two.gpu == "24GiB:2"
+
+
+def test_llama_cpp_splits_layers_over_two_gpus(tmp_path):
+    """llama.cpp splits 25 slots (24 layers and the output) over two equal GPUs as 13 + 12: layers 0-12 on
+    the first, layers 13-23 and the output on the second. The GPU shown is the fuller one, so its routed
+    experts are those of 13 or of 11 layers (each layer holds 1/24 of them)."""
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, '24GiB:2']\ncontexts: [8192]\n"
+                           "engines: [llama.cpp]\n")
+    one, two = api.report(spec).scenarios
+    experts = {r.fit.count: next(t.bytes for t in r.fit.terms if t.id == "weights.experts") for r in (one, two)}
+    per_layer = experts[1] // 24
+    assert per_layer * 24 == experts[1]
+    assert experts[2] in (13 * per_layer, 11 * per_layer)
+    assert two.fit.tp == 1 and any("splits whole layers" in w for w in two.fit.warnings)
 
 
 class CountingResolver(CatalogResolver):

@@ -149,10 +149,10 @@ def test_json_carries_the_plan_fields(runner, app, tmp_path):
 
 
 def test_an_engine_on_one_gpu_uses_one_of_several(tmp_path):
-    """transformers runs on one GPU (engine_profiles/transformers.yaml parallel.multi_gpu: none): the
-    plan figures are those of one of the two GPUs given, and the layout says so."""
+    """fitcalc's own torch stack runs on one GPU (engine_profiles/torch.yaml parallel.multi_gpu: none):
+    the plan figures are those of one of the two GPUs given, and the layout says so."""
     spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: ['h100-sxm:2', h100-sxm]\ncontexts: [8192]\n"
-                           "engines: [transformers]\n")
+                           "engines: [torch]\n")
     two, one = api.report(spec).scenarios
     assert two.plan.layout == "one GPU, whole model (uses 1 of 2 GPUs)" and one.plan.layout == "one GPU, whole model"
     assert two.plan.decode_tokens_per_s == one.plan.decode_tokens_per_s is not None
