@@ -25,7 +25,7 @@ def test_core_module_imports_nothing_forbidden(module):
     assert out.stdout.strip() == "", f"{module} pulled in {out.stdout.strip()}"
 
 
-@pytest.mark.parametrize("args", [["size", "gpt-oss-20b", "--json"],
+@pytest.mark.parametrize("args", [["size", "gpt-oss-20b", "--json"], ["fit", "gpt-oss-20b", "--gpu", "4090"],
                                   ["plan", "gpt-oss-20b", "--gpu", "24GiB", "--ram", "64GiB", "--json"]])
 def test_calculator_commands_do_not_import_torch(args):
     code = ("import sys\nfrom fitcalc.cli import app\nfrom typer.testing import CliRunner\n"
