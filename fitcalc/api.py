@@ -804,13 +804,26 @@ def _torchrun_rank(job, settings, spec, progress, notes, t0):
     import socket
     import time
 
-    from fitcalc.measure.distributed import dist, env_rank, run_rank
-    from fitcalc.measure.launch import RankOutOfMemory
+    from fitcalc.measure.distributed import dist, env_rank, is_collective_error, run_rank
+    from fitcalc.measure.launch import RankFailed, RankOutOfMemory
     from fitcalc.measure.result import LayoutReport, assemble
 
     rank, world, local, local_world = env_rank()
-    say = None if progress is None else (lambda msg: progress(f"rank {rank}: {msg}"))
-    report = run_rank(job, rank, world, local, local_world, say, keep_group=True)
+    phase = ["start"]
+
+    def say(msg: str) -> None:
+        phase[0] = msg.split(" ")[0]
+        if progress is not None:
+            progress(f"rank {rank}: {msg}")
+
+    try:
+        report = run_rank(job, rank, world, local, local_world, say, keep_group=True)
+    except Exception as e:
+        if not is_collective_error(e):
+            raise
+        raise RankFailed(f"rank {rank} ({socket.gethostname()}): its collective failed during {phase[0]}: a peer "
+                         f"died, or hung past --timeout {job.timeout_s:g} s",
+                         hint="torchrun's summary names the rank that failed first") from None
     if report.oom is not None:
         # its peers wait in a collective that will not come: end this rank now, torchrun ends the rest
         raise RankOutOfMemory(f"rank {rank} ({socket.gethostname()}): out of memory at {report.oom.phase}: "

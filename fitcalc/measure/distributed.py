@@ -72,6 +72,16 @@ def env_rank() -> tuple[int, int, int, int]:
     return rank, world, local, local_world
 
 
+def is_collective_error(e: BaseException) -> bool:
+    """A collective that failed because a peer went away or timed out (gloo, NCCL)."""
+    names = {c.__name__ for c in type(e).__mro__}
+    if names & {"DistError", "DistBackendError", "DistNetworkError", "DistStoreError"}:
+        return True
+    text = str(e).lower()
+    return any(k in text for k in ("connection closed by peer", "connection reset", "broken pipe", "gloo",
+                                   "nccl", "timed out", "timeout"))
+
+
 def _fault(rank: int, phase: str) -> None:
     """The test hook: a rank that dies, hangs or runs out of memory at a phase."""
     f = parse_fault(os.environ.get(FAULT_ENV))
@@ -207,4 +217,4 @@ def run_rank(job: RankJob, rank: int, world: int, local_rank: int, local_world: 
                       failures=comp.failures, oom=None, notes=notes, exit_code=0 if comp.ok else 4)
 
 
-__all__ = ["run_rank", "env_rank", "Status"]
+__all__ = ["run_rank", "env_rank", "Status", "is_collective_error"]

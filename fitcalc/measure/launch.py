@@ -174,6 +174,19 @@ def _kill_group(p: subprocess.Popen) -> None:
         pass
 
 
+def _on_sigterm():
+    """Turn SIGTERM into SystemExit(143) while the ranks run (main thread only); the old handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_sig, _frame):
+        raise SystemExit(128 + signal.SIGTERM)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def rank_env(rank: int, world: int, port: int, threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
@@ -203,6 +216,8 @@ def launch(job: RankJob, progress=None) -> Outcome:
     t0 = time.monotonic()
     timed_out = False
     status = [("start", "")] * world
+    # SIGTERM (`timeout`, a CI runner cancelling) ends the launcher through the cleanup below.
+    previous = _on_sigterm()
     try:
         for r in range(world):
             log = open(log_path(job.run_dir, r), "wb")  # noqa: SIM115 - closed below, after the rank ends
@@ -248,6 +263,8 @@ def launch(job: RankJob, progress=None) -> Outcome:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:  # unkillable (D state): report, do not hang
                 pass
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     wall = time.monotonic() - t0
     ends = []
     for r, p in enumerate(procs):

@@ -39,16 +39,6 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _is_collective_error(e: BaseException) -> bool:
-    """A collective that failed because a peer went away or timed out (gloo, NCCL)."""
-    names = {c.__name__ for c in type(e).__mro__}
-    if names & {"DistError", "DistBackendError", "DistNetworkError", "DistStoreError"}:
-        return True
-    text = str(e).lower()
-    return any(k in text for k in ("connection closed by peer", "connection reset", "broken pipe", "gloo",
-                                   "nccl", "timed out", "timeout"))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -62,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         job = RankJob.model_validate_json(f.read())
     rank = int(os.environ.get("RANK", "0"))
     try:
-        from fitcalc.measure.distributed import env_rank, run_rank
+        from fitcalc.measure.distributed import env_rank, is_collective_error, run_rank
 
         rank, world, local, local_world = env_rank()
         report = run_rank(job, rank, world, local, local_world)
@@ -70,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         _write(error_path(job.run_dir, rank), json.dumps({"kind": "error", "message": e.one_line()}))
         return 1
     except Exception as e:  # noqa: BLE001 - reported to the launcher as this rank's cause
-        kind = "collective" if _is_collective_error(e) else "crash"
+        kind = "collective" if is_collective_error(e) else "crash"
         line = (str(e).strip().splitlines() or [""])[0][:300]
         _write(error_path(job.run_dir, rank), json.dumps({"kind": kind, "message": f"{type(e).__name__}: {line}"}))
         if os.environ.get("FITCALC_DEBUG"):

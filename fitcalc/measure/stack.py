@@ -486,9 +486,15 @@ class Stack:
     def _attention_block(self, L: Layer, x, pos: int, t: int) -> None:
         a = self.arch
         h = self._norm(L, "input_layernorm", x)
-        q = self._linear(L, "self_attn.q_proj", h)
-        k = self._linear(L, "self_attn.k_proj", h)
-        v = self._linear(L, "self_attn.v_proj", h)
+        if "self_attn.qkv_proj.weight" in L.mats:  # fused (Phi-3 layout): rows [q | k | v] of this rank
+            qkv = self._linear(L, "self_attn.qkv_proj", h)
+            kv_w = self.n_kv * self.d
+            q, k, v = (t.contiguous() for t in qkv.split([qkv.shape[1] - 2 * kv_w, kv_w, kv_w], dim=1))
+            del qkv
+        else:
+            q = self._linear(L, "self_attn.q_proj", h)
+            k = self._linear(L, "self_attn.k_proj", h)
+            v = self._linear(L, "self_attn.v_proj", h)
         del h
         gate = None
         if a.attention_output_gate:  # q_proj emits [q | gate] per head (Qwen3-Next)

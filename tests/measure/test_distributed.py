@@ -343,3 +343,47 @@ def _free_port():
     from fitcalc.measure.launch import free_port
 
     return free_port()
+
+
+def test_sigterm_to_the_launcher_stops_its_ranks(tmp_path):
+    """`timeout` and CI runners send SIGTERM: the launcher kills its ranks' groups on the way out."""
+    env = {**os.environ, "FITCALC_VERIFY_FAULT": "1:weights:hang", "TMPDIR": str(tmp_path)}
+    p = subprocess.Popen([sys.executable, "-m", "fitcalc", "verify", _spec_file(tmp_path, tiny_gpt_oss(2)), "--device",
+                          "cpu", "--context", "40", "--tp", "2"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    run_dir = None
+    while time.monotonic() < deadline and run_dir is None:
+        dirs = [d for d in tmp_path.iterdir() if d.name.startswith("fitcalc-verify-")]
+        if dirs and (dirs[0] / "rank-1.status").exists():
+            run_dir = str(dirs[0])
+        time.sleep(0.1)
+    assert run_dir is not None and len(_leftover(run_dir)) == 2
+    p.terminate()
+    assert p.wait(timeout=20) == 128 + 15  # left through the launcher's handler, not killed by the signal
+    assert _leftover(run_dir) == []  # gone by the time the launcher has exited: no waiting on death signals
+
+
+# ---- scripts/gpu-validate.sh --------------------------------------------------------------------
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "gpu-validate.sh")
+
+
+def test_gpu_script_skips_the_two_gpu_case_on_one_gpu(tmp_path):
+    out = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DEVICE": "cpu", "N_GPUS": "1", "ONLY": "tp2", "OUT_DIR": str(tmp_path),
+                              "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"gpt-oss-20b-tp2-\S+\s+-\s+-\s+skipped: 1 GPU", out.stdout), out.stdout
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_the_two_rank_case(tmp_path):
+    """The script's 2-GPU case with DEVICE=cpu: two gloo ranks, a record with world size 2."""
+    out = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DEVICE": "cpu", "ONLY": "tp2", "CTX_SMALL": "256", "OUT_DIR": str(tmp_path),
+                              "PYTHON": sys.executable})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"gpt-oss-20b-tp2-L2-c256\s+0\s+\d+\s+ok — 2 ranks", out.stdout), out.stdout
+    line = json.loads((tmp_path / "records.jsonl").read_text().splitlines()[-1])
+    assert line["world_size"] == 2 and line["layout"]["tp"] == 2

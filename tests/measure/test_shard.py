@@ -11,7 +11,7 @@ from fitcalc import catalog
 from fitcalc.errors import InputError
 from fitcalc.measure.stack import Shard, Stack
 from fitcalc.measure.tracker import StorageTracker
-from tests.measure.tiny import tiny_gpt_oss
+from tests.measure.tiny import tiny_gpt_oss, tiny_phi
 
 ENGINE = catalog.load_engine("torch")
 
@@ -84,3 +84,19 @@ def test_pipeline_shard_holds_its_layers():
 def test_uneven_split_is_refused():
     with pytest.raises(InputError):
         Shard(ep=(0, 3)).experts(8)
+
+
+def test_fused_qkv_and_gate_up_split_per_rank():
+    """Phi-3 layout at tp 4 over 2 KV heads: qkv_proj rows = q 256 / 4 + one replicated KV head each
+    for k and v (64 + 64); gate_up rows 2 x 384 / 4; down columns 384 / 4; o_proj columns 256 / 4."""
+    m = tiny_phi(2)
+    tr = StorageTracker()
+    with torch.inference_mode(), tr:
+        s = Stack(m, m.native_recipe, "cpu", shard=Shard(tp=(2, 4)), tracker=tr)
+        s.build_weights()
+        s.alloc_kv(1, 16, None, ENGINE)
+        s.prefill(15, 8)  # the fused projections split into this rank's q, k and v
+        s.decode(15)
+    assert tr.by_tag["weights.attention"] == 2 * ((64 + 64 + 64) * 256 + 256 * 64) * 2
+    assert tr.by_tag["weights.mlp"] == 2 * (2 * 96 * 256 + 256 * 96) * 2
+    assert tr.by_tag["kv.full"] == 2 * 16 * 64 * 2 * 2  # 2 layers, 16 slots, one head of 64, K and V, bf16
