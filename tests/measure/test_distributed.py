@@ -193,25 +193,32 @@ def test_a_hung_rank_ends_the_run_at_the_timeout(tmp_path):
     assert _leftover(_run_dir(out.stderr)) == []
 
 
-def test_killing_the_launcher_takes_its_ranks_with_it(tmp_path):
-    """SIGKILL to `fitcalc verify` itself (no chance to clean up): its ranks die with it (Linux
-    PR_SET_PDEATHSIG), they do not linger as orphans."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+def _start_hanging_run(tmp_path):
+    """A 2-rank run whose rank 1 hangs at weights; returns (launcher process, run folder) once both
+    ranks are alive and the detector sees them."""
     env = {**os.environ, "FITCALC_VERIFY_FAULT": "1:weights:hang", "TMPDIR": str(tmp_path)}
     p = subprocess.Popen([sys.executable, "-m", "fitcalc", "verify", _spec_file(tmp_path, tiny_gpt_oss(2)), "--device",
                           "cpu", "--context", "40", "--tp", "2"], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    run_dir = None
     while time.monotonic() < deadline:
         dirs = [d for d in tmp_path.iterdir() if d.name.startswith("fitcalc-verify-")]
-        if dirs and (dirs[0] / "rank-1.status").exists() and (dirs[0] / "rank-1.status").read_text().startswith("weights"):
+        status = dirs[0] / "rank-1.status" if dirs else None
+        if status is not None and status.exists() and status.read_text().startswith("weights"):
             run_dir = str(dirs[0])
-            break
+            assert len(_leftover(run_dir)) == 2  # both ranks are running (and the detector sees them)
+            return p, run_dir
         time.sleep(0.1)
-    assert run_dir is not None, "the ranks did not start"
-    assert len(_leftover(run_dir)) == 2  # both ranks are running (and the detector sees them)
+    p.kill()
+    raise AssertionError("the ranks did not start")
+
+
+def test_killing_the_launcher_takes_its_ranks_with_it(tmp_path):
+    """SIGKILL to `fitcalc verify` itself (no chance to clean up): its ranks die with it (Linux
+    PR_SET_PDEATHSIG), they do not linger as orphans."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    p, run_dir = _start_hanging_run(tmp_path)
     p.kill()
     p.wait()
     deadline = time.monotonic() + 10
@@ -347,18 +354,7 @@ def _free_port():
 
 def test_sigterm_to_the_launcher_stops_its_ranks(tmp_path):
     """`timeout` and CI runners send SIGTERM: the launcher kills its ranks' groups on the way out."""
-    env = {**os.environ, "FITCALC_VERIFY_FAULT": "1:weights:hang", "TMPDIR": str(tmp_path)}
-    p = subprocess.Popen([sys.executable, "-m", "fitcalc", "verify", _spec_file(tmp_path, tiny_gpt_oss(2)), "--device",
-                          "cpu", "--context", "40", "--tp", "2"], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    run_dir = None
-    while time.monotonic() < deadline and run_dir is None:
-        dirs = [d for d in tmp_path.iterdir() if d.name.startswith("fitcalc-verify-")]
-        if dirs and (dirs[0] / "rank-1.status").exists():
-            run_dir = str(dirs[0])
-        time.sleep(0.1)
-    assert run_dir is not None and len(_leftover(run_dir)) == 2
+    p, run_dir = _start_hanging_run(tmp_path)
     p.terminate()
     assert p.wait(timeout=20) == 128 + 15  # left through the launcher's handler, not killed by the signal
     assert _leftover(run_dir) == []  # gone by the time the launcher has exited: no waiting on death signals
