@@ -204,6 +204,9 @@ def rank_env(rank: int, world: int, port: int, threads: int) -> dict[str, str]:
 def launch(job: RankJob, progress=None) -> Outcome:
     """Run ``job.world`` ranks here; return how each ended. ``job.run_dir`` must exist."""
     assert job.run_dir is not None
+    if not hasattr(os, "killpg"):
+        raise RankFailed("fitcalc starts ranks in POSIX process groups, which this system does not have",
+                         hint="start the ranks with torchrun and pass --launcher torchrun")
     say = progress or (lambda _msg: None)
     world = job.world
     job_path = os.path.join(job.run_dir, "job.json")
