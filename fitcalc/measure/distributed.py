@@ -154,7 +154,8 @@ def run_rank(job: RankJob, rank: int, world: int, local_rank: int, local_world: 
     predicted = estimate(prepared, dev, workload, share=share)
     need = predicted.total_bytes - predicted.by_prefix("overhead.cuda_context")
     available = info.available_bytes // (local_world if info.kind == "cpu" else 1)  # CPU ranks share the RAM
-    if need > available and not job.force:
+    checked = info.kind == "cpu" and job.run_dir is not None  # fitcalc's launcher checked all ranks together
+    if need > available and not job.force and not checked:
         from fitcalc.units import format_bytes
 
         where = f"free on {info.name}" if info.kind != "cpu" else f"of RAM per rank ({local_world} ranks here)"

@@ -146,6 +146,17 @@ def test_bad_layouts_are_one_line(tmp_path, kwargs, needle):
     assert needle in e.value.one_line()
 
 
+def test_ranks_that_do_not_fit_in_ram_together_are_refused_before_starting():
+    """The ranks of one machine share its RAM: their shares are summed before any rank starts."""
+    import psutil as ps
+
+    with pytest.raises(InputError) as e:  # 2 x 64 sequences x 128k tokens of KV: far beyond any RAM here
+        api.verify("gpt-oss-20b", device="cpu", tp=2, layers="all", context=131072, batch=64)
+    line = e.value.one_line()
+    assert "the 2 ranks of the 24-layer stack of gpt-oss-20b are predicted to need" in line and "together" in line
+    assert ps.virtual_memory().available < 1 << 40  # (the premise: this machine has less than 1 TiB free)
+
+
 # ---- failures -----------------------------------------------------------------------------------
 
 
