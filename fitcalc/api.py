@@ -546,6 +546,7 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
 # ---------------------------------------------------------------------------------------------
 
 VERIFY_DEFAULT_CONTEXT = 512  # verify's context when none is given: fast on a CPU (docs/verify.md)
+VERIFY_DEFAULT_TIMEOUT = 600.0  # seconds a distributed run may take before its ranks are stopped
 
 
 def _verify_layers(layers: int | str | None, sigs: list[str], model: str) -> int:
@@ -592,21 +593,24 @@ def _check_formats(spec, recipe) -> None:
 def verify(model: str, device: str = "auto", layers: int | str | None = None, context: int | None = None,
            batch: int = 1, recipe: str | None = None, kv_dtype: str | None = None, include_embeddings: bool = True,
            tolerances: list[str] | None = None, record: str | None = None, force: bool = False, seed: int = 0,
-           source: SourceKind = "auto", chunk: int | None = None, progress=None):
+           source: SourceKind = "auto", chunk: int | None = None, progress=None, tp: int = 1, pp: int = 1,
+           ep: int = 1, launcher: str = "auto", timeout: float = VERIFY_DEFAULT_TIMEOUT):
     """Build the first ``layers`` decoder layers of MODEL in PyTorch with the recipe's real storage
     formats, run a prefill of ``context - 1`` tokens and one decode step on ``device``, and compare
     the measured memory with the prediction for the same stack, term by term.
 
     Returns a ``fitcalc.measure.result.VerifyResult``; ``exit_code`` is 0 (within tolerance),
-    4 (a term outside its tolerance) or 5 (out of memory: does not fit, measured)."""
-    import datetime
-    import json
+    4 (a term outside its tolerance) or 5 (out of memory: does not fit, measured).
 
+    With ``tp``/``pp``/``ep`` (or under torchrun) the stack runs as tp x pp ranks on
+    torch.distributed, each measured against its share of the plan: a
+    ``DistributedVerifyResult`` (``_verify_distributed``). A rank that dies, hangs past
+    ``timeout`` seconds or fails raises ``RankFailed`` (one line naming the rank and the cause)."""
     from fitcalc import catalog, exitcodes
     from fitcalc.errors import InputError
     from fitcalc.estimate import estimate, prepare, truncated_model
     from fitcalc.measure import check_buildable, compare as cmp
-    from fitcalc.measure.result import DeviceReport, OomReport, Settings, VerifyResult, record_line
+    from fitcalc.measure.result import DeviceReport, Settings, VerifyResult, oom_comparison, record_line
     from fitcalc.recipes import resolve_recipe
     from fitcalc.spec import Workload
 
@@ -615,6 +619,9 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
     a = spec.architecture
     sigs = cmp.signatures(a.layer_kinds(), set(a.dense_layer_indices()))
     k = _verify_layers(layers, sigs, spec.id)
+    distributed = (tp, pp, ep) != (1, 1, 1) or _under_torchrun(launcher)
+    if distributed and layers is None:
+        k = min(max(k, pp), len(sigs))  # a layer per pipeline stage at least
     ctx = VERIFY_DEFAULT_CONTEXT if context is None else context
     if ctx < 2:
         raise InputError(f"--context must be at least 2 (a prefill and one decode step), got {ctx}",
@@ -630,6 +637,10 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
     chunk_tokens = eng.working.chunk_tokens if chunk is None else chunk
     workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=ctx - 1, chunk_tokens=chunk_tokens)
     prepared = prepare(spec, r, eng, kv_dtype, layers=k, include_embeddings=include_embeddings)
+    if distributed:
+        return _verify_distributed(spec, model, r, prepared, k, ctx, batch, chunk_tokens, kv_dtype, include_embeddings,
+                                   tolerances or [], record, force, seed, device, tp, pp, ep, launcher, timeout,
+                                   progress)
 
     from fitcalc.measure import harness  # torch from here on
 
@@ -660,13 +671,9 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
         notes.append(f"--context {ctx:,} exceeds {spec.id}'s maximum of {a.max_position_embeddings:,} tokens; "
                      "memory is measured all the same")
     if run.oom is not None:
-        empty = cmp.Measurement(device=info.name, device_kind=info.kind, terms=[], peak_bytes=0, peak_how="")
-        comp = cmp.compare(predicted, empty, overrides)
-        rows = [t.model_copy(update={"how": "not measured: out of memory"}) for t in comp.terms]
-        peak = comp.peak.model_copy(update={"measured_bytes": None, "error": None, "ok": None,
-                                            "how": f"out of memory during {run.oom.phase}"})
-        oom = OomReport(phase=run.oom.phase, live_bytes=run.oom.live_bytes, predicted_bytes=predicted.total_bytes,
-                        message=run.oom.message, readings=run.oom.readings)
+        o = run.oom
+        rows, peak, oom = oom_comparison(predicted, info.name, info.kind, o.phase, o.live_bytes, o.message, o.readings,
+                                         overrides)
         result = VerifyResult(model=spec.id, source=model, display_name=spec.display_name, device=device_report, settings=settings,
                               terms=rows, working=None, peak=peak, extrapolation=None, phases=run.phases,
                               readings=run.readings, timings=run.timings, ok=False, failures=["oom"], oom=oom,
@@ -680,10 +687,174 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
                               failures=comp.failures, oom=None, notes=notes,
                               exit_code=exitcodes.OK if comp.ok else exitcodes.VERIFY_OUT_OF_TOLERANCE)
     if record:
-        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        try:
-            with open(record, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record_line(result, date), ensure_ascii=False) + "\n")
-        except OSError as e:
-            raise InputError(f"cannot append to --record {record}: {e.strerror}", hint="check the path") from None
+        _append_record(record, lambda date: record_line(result, date))
     return result
+
+
+def _append_record(path: str, line) -> None:
+    """Append ``line(date)`` (a dict, date in UTC) to the --record file as one JSON line."""
+    import datetime
+    import json
+
+    from fitcalc.errors import InputError
+
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line(date), ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise InputError(f"cannot append to --record {path}: {e.strerror}", hint="check the path") from None
+
+
+def _under_torchrun(launcher: str) -> bool:
+    """Whether this process is one rank that torchrun (or a launcher like it) started."""
+    import os
+
+    from fitcalc.errors import InputError
+
+    if launcher not in ("auto", "spawn", "torchrun"):
+        raise InputError(f"unknown --launcher {launcher!r}", hint="auto, spawn or torchrun")
+    present = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if launcher == "torchrun" and not present:
+        raise InputError("--launcher torchrun: RANK and WORLD_SIZE are not set (this process was not started by "
+                         "torchrun)", hint="run it as: torchrun --nproc-per-node N -m fitcalc verify ... "
+                                           "--launcher torchrun")
+    return launcher == "torchrun" or (launcher == "auto" and present)
+
+
+def _verify_distributed(spec, source_text, recipe, prepared, layers, ctx, batch, chunk_tokens, kv_dtype,
+                        include_embeddings, tolerances, record, force, seed, device, tp, pp, ep, launcher, timeout,
+                        progress):
+    """tp x pp ranks, each its share of the plan, on torch.distributed; one result for them all."""
+    import os
+    import shutil
+    import tempfile
+    import time
+
+    from fitcalc.errors import InputError
+    from fitcalc.estimate import estimate
+    from fitcalc.estimate.placement import Layout, assign
+    from fitcalc.measure.job import RankJob
+    from fitcalc.measure.result import LayoutReport, Settings, assemble, record_line_distributed
+    from fitcalc.spec import Device, Workload
+
+    if ep not in (1, tp):
+        raise InputError(f"verify runs expert parallelism over the tensor-parallel ranks: --ep {ep} with --tp {tp}",
+                         hint=f"use --ep {tp} (or 1); data-parallel attention (ep > tp) is planned, not yet built")
+    if timeout <= 0:
+        raise InputError(f"--timeout must be positive, got {timeout:g}", hint="e.g. --timeout 600")
+    if pp > layers:
+        raise InputError(f"--pp {pp} needs a layer per stage; the stack has {layers}",
+                         hint=f"pass --layers {pp} or more")
+    eng = prepared.engine
+    world = tp * pp
+    kind = _distributed_device(device)
+    layout = Layout(tp=tp, pp=pp, ep=ep)
+    workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=ctx - 1, chunk_tokens=chunk_tokens)
+    torchrun = _under_torchrun(launcher)
+    if not torchrun and kind == "cpu":
+        # every rank's share, on one machine's RAM: the same placement the ranks will use
+        import psutil
+
+        ram = psutil.virtual_memory()
+        host = Device.host(ram.total)
+        asg = assign(prepared.arch, eng, layout, [host.memory_bytes] * world)
+        need = sum(estimate(prepared, host, workload, share=sh).total_bytes for sh in asg.gpus)
+        if need > ram.available and not force:
+            from fitcalc.units import format_bytes
+
+            raise InputError(f"the {world} ranks of the {layers}-layer stack of {spec.id} are predicted to need "
+                             f"{format_bytes(need)} ({need:,} B) together but only {format_bytes(ram.available)} "
+                             "of RAM is available", hint="build fewer --layers, a smaller --context, or pass --force")
+    else:
+        assign(prepared.arch, eng, layout, [1 << 40] * world)  # the layout errors, before any rank starts
+    job = RankJob(model=spec, source=source_text, recipe=recipe, layers=layers, context=ctx, batch=batch,
+                  chunk=chunk_tokens, kv_dtype=kv_dtype, include_embeddings=include_embeddings, seed=seed,
+                  tolerances=tolerances, tp=tp, pp=pp, ep=ep, device=kind, backend="nccl" if kind == "cuda" else "gloo",
+                  timeout_s=float(timeout), force=force)
+    settings = Settings(layers=layers, layers_total=spec.architecture.num_hidden_layers, context=ctx, batch=batch,
+                        prompt_tokens=ctx - 1, chunk_tokens=chunk_tokens,
+                        kv_dtype=prepared.kv_fmt.id if prepared.kv_fmt else "?", recipe=recipe.id,
+                        include_embeddings=include_embeddings, seed=seed, engine=f"{eng.id} ({eng.version})")
+    t0 = time.monotonic()
+    notes = [f"pipeline stage sizes, heads, KV heads and experts per rank: fitcalc plan's placement "
+             f"(Layout(tp={tp}, pp={pp}, ep={ep}) over the {layers}-layer stack)"]
+    if torchrun:
+        result = _torchrun_rank(job, settings, spec, progress, notes, t0)
+    else:
+        from fitcalc.measure.launch import RankFailed, launch
+
+        run_dir = tempfile.mkdtemp(prefix="fitcalc-verify-")
+        job = job.model_copy(update={"run_dir": run_dir})
+        outcome = launch(job, progress)
+        why = outcome.failure(timeout)
+        if why is not None:
+            raise RankFailed(why, hint=f"rank logs in {run_dir}")
+        if outcome.oom is not None and len(outcome.reports) < world:
+            stopped = [e.rank for e in outcome.ends if e.report is None]
+            notes.append(f"rank(s) {', '.join(map(str, stopped))} stopped when rank {outcome.oom.rank} ran out of "
+                         "memory: not measured")
+        lay = LayoutReport(tp=tp, pp=pp, ep=ep, world_size=world, backend=job.backend, launcher="spawn", nodes=1)
+        result = assemble(spec.id, source_text, spec.display_name, settings, lay, outcome.reports, outcome.wall_s,
+                          notes)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if record and (not torchrun or int(os.environ.get("RANK", "0")) == 0):
+        _append_record(record, lambda date: record_line_distributed(result, date))
+    return result
+
+
+def _distributed_device(device: str) -> str:
+    from fitcalc.errors import InputError
+
+    want = (device or "auto").strip().lower()
+    if want == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want in ("cpu", "cuda"):
+        return want
+    if want.startswith("cuda:"):
+        raise InputError(f"--device {device}: a distributed run gives rank r the GPU cuda:LOCAL_RANK",
+                         hint="use --device cuda; choose the GPUs with CUDA_VISIBLE_DEVICES")
+    raise InputError(f"--device {device}: distributed verify runs on cpu (gloo) or cuda (nccl)",
+                     hint="use --device cpu or --device cuda")
+
+
+def _torchrun_rank(job, settings, spec, progress, notes, t0):
+    """This process is one rank that torchrun started: measure it, gather every rank's report on
+    every rank (so all exit with the same code), return the assembled result."""
+    import os
+    import socket
+    import time
+
+    from fitcalc.measure.distributed import dist, env_rank, is_collective_error, run_rank
+    from fitcalc.measure.launch import RankFailed, RankOutOfMemory
+    from fitcalc.measure.result import LayoutReport, assemble
+
+    rank, world, local, local_world = env_rank()
+    phase = ["start"]
+
+    def say(msg: str) -> None:
+        phase[0] = msg.split(" ")[0]
+        if progress is not None:
+            progress(f"rank {rank}: {msg}")
+
+    try:
+        report = run_rank(job, rank, world, local, local_world, say, keep_group=True)
+    except Exception as e:
+        if not is_collective_error(e):
+            raise
+        raise RankFailed(f"rank {rank} ({socket.gethostname()}): its collective failed during {phase[0]}: a peer "
+                         f"died, or hung past --timeout {job.timeout_s:g} s",
+                         hint="torchrun's summary names the rank that failed first") from None
+    if report.oom is not None:
+        # its peers wait in a collective that will not come: end this rank now, torchrun ends the rest
+        raise RankOutOfMemory(f"rank {rank} ({socket.gethostname()}): out of memory at {report.oom.phase}: "
+                         f"{report.oom.message}", hint="does not fit, measured")
+    reports: list = [None] * world
+    dist.all_gather_object(reports, report)
+    nodes = max(1, world // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    lay = LayoutReport(tp=job.tp, pp=job.pp, ep=job.ep, world_size=world, backend=job.backend, launcher="torchrun",
+                       nodes=nodes)
+    dist.destroy_process_group()
+    return assemble(spec.id, job.source, spec.display_name, settings, lay, reports, time.monotonic() - t0, notes)

@@ -246,7 +246,9 @@ ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
 
 @app.command(epilog="Examples:  fitcalc verify gpt-oss-20b --device cpu --layers 2 --context 512   |   "
                     "fitcalc verify gpt-oss-20b --device cuda --layers all --context 8192 --json   |   "
-                    "fitcalc verify llama-3.1-8b --recipe fp8 --record runs.jsonl")
+                    "fitcalc verify llama-3.1-8b --recipe fp8 --record runs.jsonl   |   "
+                    "fitcalc verify gpt-oss-20b --device cpu --tp 2 --layers 1 --context 256   |   "
+                    "torchrun --nproc-per-node 4 -m fitcalc verify gpt-oss-20b --tp 2 --pp 2 --launcher torchrun")
 @_handled
 def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None,
            context: Annotated[Optional[str], typer.Option(
@@ -263,12 +265,26 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
            force: Annotated[bool, typer.Option(
                "--force", help="run even when the predicted stack exceeds the free device memory or RAM")] = False,
            seed: Annotated[int, typer.Option("--seed", help="random seed for the weights and tokens")] = 0,
-           json_out: JsonOpt = False, source: SourceOpt = "auto") -> None:
+           json_out: JsonOpt = False, source: SourceOpt = "auto",
+           tp: Annotated[int, typer.Option("--tp", help="tensor-parallel ranks: heads, widths and vocabulary split "
+                                                        "as fitcalc plan places them")] = 1,
+           pp: Annotated[int, typer.Option("--pp", help="pipeline stages (layers per stage as fitcalc plan "
+                                                        "splits them)")] = 1,
+           ep: Annotated[int, typer.Option("--ep", help="expert-parallel ranks: routed experts split whole "
+                                                        "(1 or --tp)")] = 1,
+           launcher: Annotated[str, typer.Option(
+               "--launcher", help="auto: torchrun's ranks when RANK/WORLD_SIZE are set, else start tp x pp ranks "
+                                  "here (spawn); spawn; torchrun")] = "auto",
+           timeout: Annotated[float, typer.Option(
+               "--timeout", help="seconds a distributed run may take before its ranks are stopped (a hung rank "
+                                 "is named)")] = 600.0) -> None:
     """Build MODEL's layer stack in PyTorch with the recipe's real storage formats, run a prefill and a decode
-    step, measure memory phase by phase and compare with the prediction term by term.
+    step, measure memory phase by phase and compare with the prediction term by term. With --tp/--pp/--ep the
+    stack runs as tp x pp ranks on torch.distributed (gloo on CPU, nccl on CUDA), each rank measured against
+    its share of the plan.
 
     Exit codes: 0 every term within tolerance; 4 a term outside its tolerance; 5 out of memory (does not fit,
-    measured); 1 bad input or PyTorch/device missing."""
+    measured); 1 bad input, PyTorch/device missing, or a rank that died, hung or crashed (the message names it)."""
     from fitcalc import api
     from fitcalc.render import progress_line, render_verify
     from fitcalc.units import parse_count
@@ -277,8 +293,12 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
     result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
                         kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
                         force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
-                        progress=progress_line)
-    if json_out:
+                        progress=progress_line, tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
+    torchrun_peer = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun" and \
+        os.environ.get("RANK", "0") != "0"
+    if torchrun_peer:
+        pass  # every rank holds the result; rank 0 prints it
+    elif json_out:
         _emit_json(result)
     else:
         render_verify(result)

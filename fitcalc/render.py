@@ -482,6 +482,77 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
 # ---------------------------------------------------------------------------------------------
 
 
+def _verify_table(*lead: tuple[str, str]) -> Table:
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, j in (*lead, ("term", "left"), ("predicted MiB", "right"), ("measured MiB", "right"), ("error", "right"),
+                   ("tolerance", "right"), ("", "left")):
+        t.add_column(col, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    return t
+
+
+def _verify_rows(t: Table, hows: dict[str, list[str]], r, lead: list[str]) -> None:
+    """The term rows of one run (or one rank), then its working set and peak; ``hows`` collects
+    how each row was measured."""
+    for row in r.terms:
+        t.add_row(*lead, row.id, _mib(row.predicted_bytes), _mib(row.measured_bytes), _err(row.error),
+                  _tol(row.tolerance), _mark(row.ok))
+        hows.setdefault(row.how, []).append(row.id)
+    for name, chk in (("working (prefill)", r.working), ("peak", r.peak)):
+        if chk is None:
+            continue
+        t.add_row(*lead, Text(name, style="bold"), _mib(chk.predicted_bytes), _mib(chk.measured_bytes),
+                  _err(chk.error), _tol(chk.tolerance), _mark(chk.ok))
+        hows.setdefault(chk.how, []).append(name)
+
+
+def _print_hows(c: Console, hows: dict[str, list[str]]) -> None:
+    for how, ids in hows.items():
+        kinds = sorted({i.split(".")[0] + (".*" if "." in i else "") for i in ids})
+        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"), soft_wrap=True)
+
+
+def _render_verify_ranks(r, c: Console) -> None:
+    """A distributed verify: one table, every rank's terms with its rank, then each rank's working
+    set and peak against its share of the plan."""
+    s, lay = r.settings, r.layout
+    head = Text(f"{r.display_name}: {s.layers} of {s.layers_total} layers"
+                f"{'' if s.include_embeddings else ' (no embeddings)'} on {lay.world_size} ranks "
+                f"(tp {lay.tp}, pp {lay.pp}, ep {lay.ep}; {lay.backend}, {lay.launcher}"
+                f"{f', {lay.nodes} machines' if lay.nodes > 1 else ''})", style="bold")
+    head.append(f" — {r.device.name}, recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
+                f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
+                style="default")
+    c.print(head, soft_wrap=True)
+    t = _verify_table(("#", "right"))
+    hows: dict[str, list[str]] = {}
+    for k in r.ranks:
+        _verify_rows(t, hows, k, [str(k.rank)])
+        t.add_row(*[""] * 7)
+    c.print(t)
+    _print_hows(c, hows)
+    for k in r.ranks:
+        line = f"rank {k.rank} ({k.node}, {k.device.name}): {k.role}"
+        rd = k.readings
+        if k.device.kind == "cpu" and rd.get("rss_high_water"):
+            line += f"; RSS peak {gib(rd['rss_high_water'])} (+{gib(rd['rss_delta'])})"
+        if k.device.kind == "cuda" and rd.get("max_reserved"):
+            line += f"; max reserved {gib(rd['max_reserved'])}"
+        if k.timings:
+            line += "; " + ", ".join(f"{n} {v:.1f} s" for n, v in k.timings.items())
+        c.print(Text(line, style="dim"), soft_wrap=True)
+    c.print(Text(f"wall time {r.timings.get('wall', 0):.1f} s for the run (start-up included)", style="dim"))
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if r.oom is not None:
+        c.print(Text(f"DOES NOT FIT, measured: rank {r.oom.rank} ran out of memory at {r.oom.phase} with "
+                     f"{gib(r.oom.live_bytes)} of tensors live (its predicted share {gib(r.oom.predicted_bytes)}): "
+                     f"{r.oom.message}", style="bold red"), soft_wrap=True)
+    elif r.ok:
+        c.print(Text("VERIFIED: every measured term of every rank within its tolerance", style="bold green"))
+    else:
+        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"), soft_wrap=True)
+
+
 def progress_line(message: str) -> None:
     """A phase of a long measurement, on stderr."""
     console(stderr=True).print(Text(f"verify: {message}", style="dim"), soft_wrap=True)
@@ -516,6 +587,9 @@ def _tol(t) -> str:
 
 def render_verify(r, out: Console | None = None) -> None:
     c = out or console()
+    if getattr(r, "ranks", None) is not None:
+        _render_verify_ranks(r, c)
+        return
     s = r.settings
     head = Text(f"{r.display_name}: {s.layers} of {s.layers_total} layers"
                 f"{'' if s.include_embeddings else ' (no embeddings)'} on {r.device.name}", style="bold")
@@ -523,25 +597,11 @@ def render_verify(r, out: Console | None = None) -> None:
                 f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
                 style="default")
     c.print(head, soft_wrap=True)
-    t = Table(show_header=True, box=None, pad_edge=False)
-    for col, j in (("term", "left"), ("predicted MiB", "right"), ("measured MiB", "right"), ("error", "right"),
-                   ("tolerance", "right"), ("", "left")):
-        t.add_column(col, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    t = _verify_table()
     hows: dict[str, list[str]] = {}
-    for row in r.terms:
-        t.add_row(row.id, _mib(row.predicted_bytes), _mib(row.measured_bytes), _err(row.error), _tol(row.tolerance),
-                  _mark(row.ok))
-        hows.setdefault(row.how, []).append(row.id)
-    for name, chk in (("working (prefill)", r.working), ("peak", r.peak)):
-        if chk is None:
-            continue
-        t.add_row(Text(name, style="bold"), _mib(chk.predicted_bytes), _mib(chk.measured_bytes), _err(chk.error),
-                  _tol(chk.tolerance), _mark(chk.ok))
-        hows.setdefault(chk.how, []).append(name)
+    _verify_rows(t, hows, r, [])
     c.print(t)
-    for how, ids in hows.items():
-        kinds = sorted({i.split(".")[0] + (".*" if "." in i else "") for i in ids})
-        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"), soft_wrap=True)
+    _print_hows(c, hows)
     x = r.extrapolation
     if x is not None:
         rest = [e for e in x.terms if e.id.startswith(("weights.", "kv."))]

@@ -12,7 +12,8 @@ CORE = ["fitcalc.units", "fitcalc.errors", "fitcalc.formats", "fitcalc.spec", "f
         "fitcalc.calibration", "fitcalc.reconcile.model", "fitcalc.reconcile.parsers", "fitcalc.reconcile.compare",
         "fitcalc.estimate.footprint", "fitcalc.estimate.kvcache", "fitcalc.estimate.activations",
         "fitcalc.estimate.overhead", "fitcalc.engines", "fitcalc.flags", "fitcalc.estimate.placement",
-        "fitcalc.estimate.speed", "fitcalc.measure", "fitcalc.measure.compare", "fitcalc.measure.result"]
+        "fitcalc.estimate.speed", "fitcalc.measure", "fitcalc.measure.compare", "fitcalc.measure.result",
+        "fitcalc.measure.job"]
 FORBIDDEN = ["torch", "typer", "rich", "yaml", "click", "numpy", "huggingface_hub", "matplotlib", "psutil"]
 
 

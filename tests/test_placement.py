@@ -102,14 +102,35 @@ def test_gpt_oss_20b_experts_on_cpu_ik_llama_log():
 
 
 def test_tensor_parallel_shares_split_weights_and_replicate_mla():
+    """DeepSeek-V3 (FP8 with fp32 scales per 128x128 tile, bf16 vectors) on one of 8 TP ranks,
+    as vLLM's layers hold it: q_a and kv_a projections (ReplicatedLinear) and their norms whole,
+    q_b and kv_b rows / 8 (column parallel), o_proj columns / 8 (row parallel)."""
     e = load_engine("vllm")
     p = prepare(deepseek_v3(), None, e)
     big = Device.from_budget(1 << 40)
     one = estimate(p, big, Workload(context=4096))
     asg = assign(p.arch, e, Layout(tp=8), [1 << 40] * 8)
     rank = estimate(p, big, Workload(context=4096), share=asg.gpus[0])
-    for g in ("attention", "experts", "mlp"):
-        assert rank.term(f"weights.{g}").bytes == -(-one.term(f"weights.{g}").bytes // 8)
+
+    def fp8(rows, cols):  # 1 B per weight + 4 B per 128x128 tile
+        return rows * cols + -(-rows // 128) * -(-cols // 128) * 4
+
+    per_layer = (fp8(1536, 7168) + 1536 * 2  # q_a_proj [1536, 7168] + q_a_layernorm, whole
+                 + fp8(128 * 192 // 8, 1536)  # q_b_proj: 128 heads x (128 + 64) rows / 8
+                 + fp8(512 + 64, 7168) + 512 * 2  # kv_a_proj_with_mqa [576, 7168] + kv_a_layernorm, whole
+                 + fp8(128 * 256 // 8, 512)  # kv_b_proj: 128 heads x (128 + 128) rows / 8
+                 + fp8(7168, 128 * 128 // 8))  # o_proj: 16384 columns / 8
+    assert rank.term("weights.attention").bytes == 61 * per_layer
+    # experts: 58 MoE layers x 256 experts x (gate, up [2048/8, 7168] + down [7168, 2048/8])
+    assert rank.term("weights.experts").bytes == 58 * 256 * (2 * fp8(256, 7168) + fp8(7168, 256))
+    # dense MLP: 3 layers x (gate, up [18432/8, 7168] + down [7168, 18432/8])
+    assert rank.term("weights.mlp").bytes == 3 * (2 * fp8(2304, 7168) + fp8(7168, 2304))
+    # norms (input and post-attention per layer + the final norm) are whole on every rank
+    assert rank.term("weights.norms").bytes == one.term("weights.norms").bytes == (61 * 2 + 1) * 7168 * 2
+    # router [256, 7168] bf16 + fp32 correction bias [256], whole
+    assert rank.term("weights.router").bytes == one.term("weights.router").bytes == 58 * (256 * 7168 * 2 + 256 * 4)
+    # embedding: 129280 rows (a multiple of 64) / 8
+    assert rank.term("weights.embedding").bytes == 129280 // 8 * 7168 * 2
     assert rank.term("kv.mla").bytes == one.term("kv.mla").bytes  # one latent head: every rank holds it
 
 
@@ -132,16 +153,41 @@ def test_pipeline_stage_holds_its_layers_embedding_first_head_last():
     assert first.term("weights.attention").bytes * 4 == whole.term("weights.attention").bytes
 
 
+def _native_fp4() -> Device:
+    return Device(label="1 TiB, native MXFP4", memory_bytes=1 << 40, native_formats=["mxfp4"], is_budget=True)
+
+
 def test_expert_parallel_divides_experts_only():
+    """gpt-oss-120b with TP 2, EP 4 (DP 2): each rank holds 128 / 4 whole experts and half of each
+    attention matrix; o_proj's bias and the router stay whole."""
     e = load_engine("vllm")
     p = prepare(load_model("gpt-oss-120b"), None, e)
-    d = Device.from_budget(1 << 40)
+    d = _native_fp4()  # no MXFP4 repack: the bytes as stored
     w = Workload(context=4096)
     whole = estimate(p, d, w)
     tp = assign(p.arch, e, Layout(tp=2, ep=4), [1 << 40] * 4)  # dp 2: attention split 2 ways, experts 4 ways
     rank = estimate(p, d, w, share=tp.gpus[0])
-    assert rank.term("weights.experts").bytes == -(-whole.term("weights.experts").bytes // 4)
-    assert rank.term("weights.attention").bytes == -(-whole.term("weights.attention").bytes // 2)
+    # experts are whole (weights, scales and biases): exactly a quarter
+    assert rank.term("weights.experts").bytes * 4 == whole.term("weights.experts").bytes
+    # attention per layer, bf16: q [4096/2, 2880] + bias, k and v [512/2, 2880] + bias,
+    # o_proj [2880, 4096/2] + its whole bias [2880], sinks 64/2
+    per_layer = (2048 * 2880 + 2048 + 2 * (256 * 2880 + 256) + 2880 * 2048 + 2880 + 32) * 2
+    assert rank.term("weights.attention").bytes == 36 * per_layer
+    assert rank.term("weights.router").bytes == whole.term("weights.router").bytes == 36 * (128 * 2880 + 128) * 2
+
+
+def test_mxfp4_expert_width_splits_in_whole_blocks():
+    """gpt-oss-120b at TP 4 without EP: the 2880-wide expert MLP is 90 MXFP4 blocks of 32; vLLM
+    gives each rank cdiv(90, 4) = 23 blocks = 736 columns (models/gpt_oss.py
+    per_rank_intermediate_size), so gate_up holds 2 x 736 rows."""
+    e = load_engine("vllm")
+    p = prepare(load_model("gpt-oss-120b"), None, e)
+    d = _native_fp4()
+    rank = estimate(p, d, Workload(context=4096), share=assign(p.arch, e, Layout(tp=4), [1 << 40] * 4).gpus[0])
+    mxfp4 = lambda rows, cols: rows * cols // 2 + rows * (cols // 32)  # noqa: E731 - 4 bits + 1 scale per 32
+    per_expert = (mxfp4(2 * 736, 2880) + 2 * 736 * 2  # gate_up [1472, 2880] + its bias rows
+                  + mxfp4(2880, 736) + 2880 * 2)  # down [2880, 736] + its whole bias
+    assert rank.term("weights.experts").bytes == 36 * 128 * per_expert
 
 
 @pytest.mark.parametrize("engine,layout,n,needle", [

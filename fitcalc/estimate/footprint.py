@@ -83,21 +83,43 @@ def truncated_model(model: ModelSpec, layers: int) -> ModelSpec:
     return model.model_copy(update={"architecture": a.model_copy(update=upd)})
 
 
-def _largest_packed(model: ModelSpec, recipe: RecipeSpec) -> int:
-    """Numel of the largest single matrix stored in a non-float format (dequant scratch)."""
+def _largest_packed(model: ModelSpec, recipe: RecipeSpec, tp: int = 1, ep: int = 1) -> int:
+    """Numel of the largest single matrix stored in a non-float format (dequant scratch), as one
+    rank holds it under ``tp`` / ``ep`` (whole experts under EP stay whole)."""
     a = model.architecture
     if a is None:
         return 0
-    from fitcalc.estimate.weights import entry_format  # the same format choice as the pricing
+    from fitcalc.estimate.weights import entry_format, rank_shape, unit_of, width_units
 
+    entries = tensor_inventory(a)
+    units = width_units(entries, recipe, a.num_hidden_layers) if tp > 1 else {}
     best = 0
-    for e in tensor_inventory(a):
+    for e in entries:
         if e.kind == "vector":
             continue
         fmt = get_format(entry_format(e, recipe, None, a.num_hidden_layers))
         if not fmt.is_float and fmt.gguf_type not in (0, 1, 30):
-            best = max(best, e.numel)
+            shape = rank_shape(e, a, tp, ep, unit_of(e, units))[0] if (tp > 1 or ep > 1) else e.shape
+            best = max(best, shape[0] * shape[-1])
     return best
+
+
+def _rank_memo(p: Prepared, share: Share, what: str, build):
+    """``build(model, recipe, tp, ep)`` for one rank of ``share``, memoized per (what, tp, ep)."""
+    key = (what, share.tp, share.ep)
+    v = p._weight_cache.get(key)
+    if v is None:
+        v = p._weight_cache[key] = build(p.model, p.recipe, share.tp, share.ep)
+    return v
+
+
+def largest_packed(p: Prepared, share: Share) -> int:
+    """The largest packed matrix one rank of ``share`` dequantizes."""
+    if p.arch is None:
+        return ceil_div(p.largest_packed_matrix, share.tp)
+    if share.tp <= 1 and share.ep <= 1:
+        return p.largest_packed_matrix
+    return _rank_memo(p, share, "largest_packed", _largest_packed)
 
 
 def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EngineProfile, kv_dtype: str | None = None,
@@ -131,12 +153,20 @@ _INPUT_SIDE = ("embedding",)
 _OUTPUT_SIDE = ("lm_head", "norms", "mtp")
 
 
+def rank_table(p: Prepared, share: Share) -> LayerTable | None:
+    """The per-layer bytes one rank of ``share`` holds: the model's table, or under tensor or
+    expert parallelism the table of each tensor's rank part (``weights.rank_shape``), memoized."""
+    if p.table is None or (share.tp <= 1 and share.ep <= 1):
+        return p.table
+    return _rank_memo(p, share, "rank_table", layer_table)
+
+
 def _group_share(p: Prepared, name: str, share: Share) -> dict[str, int] | None:
     """{format: bytes} of group ``name`` that ``share`` holds; None: the whole group (fast path).
 
     A group's tensors outside the decoder layers follow the output side (final norm, lm_head,
     MTP: ``share.head``) or the input side (embedding, vision towers: ``share.embedding``)."""
-    t = p.table
+    t = rank_table(p, share)
     layer_group = t is not None and (name in t.per_layer) and name not in _OUTPUT_SIDE
     if name in _OUTPUT_SIDE:
         outside = share.head
@@ -145,7 +175,7 @@ def _group_share(p: Prepared, name: str, share: Share) -> dict[str, int] | None:
     else:
         outside = True  # a layer group has no tensors outside the layers
     layers = share.expert_layers if name == "experts" and share.expert_layers is not None else share.layers
-    if layers is None and outside:
+    if layers is None and outside and t is p.table:
         return None
     if t is None:  # a coarse spec: whole groups only (placement.assign refuses layer splits)
         return {}
@@ -178,8 +208,14 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
     repack = p.engine.weights.mxfp4_repack_factor_without_native if device is not None else 1.0
     native_fp4 = device is not None and "mxfp4" in device.native_formats
     n = p.table.n_layers if p.table is not None else 0
-    tied_copy = (p.engine.weights.input_embedding_on_host and share.head and p.arch is not None
-                 and p.arch.tie_word_embeddings and not share.embedding and device is not None)
+    table = rank_table(p, share)
+    per_rank = table is not p.table
+    # A device that computes the logits without holding the input embedding keeps its own copy
+    # of a tied embedding as the output matrix: llama.cpp's output tensor on the output device;
+    # vLLM's last pipeline stage (models/llama.py builds embed_tokens when is_first_rank or
+    # (tie_word_embeddings and is_last_rank)).
+    tied_copy = (share.head and p.arch is not None and p.arch.tie_word_embeddings and not share.embedding
+                 and device is not None)
     for g, t in zip(p.weights.groups, p.weights.terms):
         if not g.resident or (g.name == "mtp" and not p.engine.weights.loads_mtp):
             continue
@@ -188,18 +224,23 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
             formats, nbytes, term = g.formats, g.bytes, t
         else:
             if g.name == "embedding" and tied_copy:
-                # llama.cpp duplicates a tied embedding as the output matrix on the output device.
-                part = dict(g.formats)
+                part = dict(g.formats) if table is None else table.group_bytes("embedding", frozenset(), True)
             formats, nbytes = part, sum(part.values())
             if nbytes == 0:
                 continue
             where = _layers_text(share, g.name, n) if (p.table and g.name in p.table.per_layer) else "outside layers"
-            term = make_term(t.id, f"{t.label} ({where})", nbytes, kind=t.kind, band=t.band,
-                             formula=t.formula + "; over the layers this device holds",
-                             inputs={**t.inputs, "layers": where},
-                             explain=f"{t.id}: {where}: " + " + ".join(f"{b:,} B {fid}" for fid, b in formats.items())
-                                     + f" = {nbytes:,} B (of {g.bytes:,} B for the whole model)",
-                             sources=t.sources)
+            rank = f", one rank of {_parallel_text(share, g.name)}" if per_rank else ""
+            term = make_term(t.id, f"{t.label} ({where}{rank})", nbytes, kind=t.kind, band=t.band,
+                             formula=t.formula + ("; over the layers this device holds" if not share.all_layers else "")
+                                     + ("; each tensor's rank part (docs/formulas.md, 'Tensor and expert "
+                                        "parallelism per rank')" if per_rank else ""),
+                             inputs={**t.inputs, "layers": where, **({"tp": share.tp, "ep": share.ep} if per_rank
+                                                                      else {})},
+                             explain=f"{t.id}: {where}{rank}: "
+                                     + " + ".join(f"{b:,} B {fid}" for fid, b in formats.items())
+                                     + f" = {nbytes:,} B (of {g.bytes:,} B for the whole model)"
+                                     + (f"\n    {_rank_rules_text(g.name)}" if per_rank else ""),
+                             sources=(*t.sources, *(_RANK_SOURCES if per_rank else ())))
         if repack > 1.0 and not native_fp4 and "mxfp4" in formats:
             grown = int(formats["mxfp4"] * repack)
             n_rep = nbytes - formats["mxfp4"] + grown
@@ -213,7 +254,7 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
                              sources=(*term.sources, f"engine_profiles/{p.engine.id}.yaml: weights"))
             nbytes = n_rep
         div, how = (share.ep, "EP") if (g.name == "experts" and share.ep > 1) else (share.tp, "TP")
-        if div > 1:
+        if div > 1 and table is None:  # a coarse spec has no tensors to cut: its groups divide
             nbytes = ceil_div(nbytes, div)
             base = term
             term = base.model_copy(update={"bytes": nbytes, "label": base.label + f" (1/{div} under {how})",
@@ -224,6 +265,35 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
             term = term.model_copy(update={"placement": "cpu"})
         out.append((f"weights.{g.name}", nbytes, (lambda term=term: term)))
     return out
+
+
+_RANK_SOURCES = ("vllm/model_executor/layers/linear.py (ColumnParallelLinear, RowParallelLinear: bias on rank 0, "
+                 "QKVParallelLinear: KV heads replicated when tp > n_kv), vocab_parallel_embedding.py (vocab padded to "
+                 "64 and split), models/gpt_oss.py at 0025d69 (router and norms replicated, sinks per head, expert "
+                 "width split in whole MXFP4 blocks, experts whole under EP)",)
+
+_RULES = {
+    "attention": "q rows ÷ TP, k/v rows = KV heads ÷ min(TP, n_kv) (replicated beyond), o_proj columns ÷ TP "
+                 "with its bias whole, sinks ÷ TP",
+    "linear_attention": "input projections, conv and per-head vectors ÷ TP, out_proj columns ÷ TP, norm whole",
+    "mlp": "gate/up rows and down columns ÷ TP in whole blocks, down bias whole",
+    "shared_experts": "gate/up rows and down columns ÷ TP in whole blocks, the shared-expert gate whole",
+    "experts": "whole experts ÷ EP, or each expert's width ÷ TP in whole blocks (down bias whole)",
+    "router": "replicated on every rank",
+    "norms": "replicated on every rank",
+    "embedding": "vocabulary padded to 64 rows, ÷ TP",
+    "lm_head": "vocabulary padded to 64 rows, ÷ TP",
+}
+
+
+def _parallel_text(share: Share, group: str) -> str:
+    if group == "experts" and share.ep > 1:
+        return f"EP {share.ep}"
+    return f"TP {share.tp}" + (f" × DP {share.dp}" if share.dp > 1 else "")
+
+
+def _rank_rules_text(group: str) -> str:
+    return "per rank: " + _RULES.get(group, "÷ TP")
 
 
 def chunk_tokens(p: Prepared, device: Device | None, workload: Workload) -> int:
@@ -302,7 +372,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
                     share.layers - frozenset(a.dense_layer_indices())))
                 for extra in ((act.moe_routing_draft(a, tokens) if moe_here else None),
                               act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
-                              act.dequant_scratch_draft(ceil_div(p.largest_packed_matrix, share.tp), e)):
+                              act.dequant_scratch_draft(largest_packed(p, share), e)):
                     if extra is not None:
                         out.append(extra)
     allocated = sum(d[1] for d in out[n_weights:])

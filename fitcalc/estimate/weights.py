@@ -244,6 +244,141 @@ def _mtp_entries(a: Architecture) -> list[TensorEntry]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Tensor and expert parallelism: the part of each tensor one rank holds
+# ---------------------------------------------------------------------------------------------
+
+# vLLM pads the vocabulary to a multiple of 64 rows before splitting it over the ranks
+# (vllm/model_executor/layers/vocab_parallel_embedding.py: DEFAULT_VOCAB_PADDING_SIZE = 64,
+# num_embeddings_per_partition = divide(pad_vocab_size(V), tp_size)).
+VOCAB_PADDING = 64
+
+# Roles split by output rows (column parallel): each rank computes its own slice of the output.
+_COLUMN = {"q_proj", "q_b_proj", "kv_b_proj", "sinks", "in_proj_qkvz", "in_proj_ba", "conv1d", "dt_bias", "A_log"}
+_MLP_COLUMN = {"gate_proj", "up_proj", "gate_up_proj"}
+# Roles split by input columns (row parallel): partial sums, all-reduced; their bias stays whole.
+_ROW = {"o_proj", "out_proj", "down_proj"}
+_GROUP_NAMES = {"embedding", "attention", "linear_attention", "mlp", "router", "experts", "shared_experts", "norms",
+                "lm_head", "mtp"}
+
+
+def vocab_rows(vocab: int, tp: int) -> int:
+    """Embedding or lm_head rows on one rank: the vocabulary padded to 64 rows, split tp ways."""
+    if tp <= 1:
+        return vocab
+    padded = -(-vocab // VOCAB_PADDING) * VOCAB_PADDING
+    return -(-padded // tp)
+
+
+def mlp_width(width: int, tp: int, unit: int = 1) -> int:
+    """MLP (or expert) width on one rank: whole ``unit``-element blocks of the down projection's
+    input per rank, rounded up (vLLM's gpt-oss loader: per_rank_intermediate_size =
+    cdiv(intermediate_size / 32, tp) x 32 for MXFP4; ``unit`` 1 for float formats)."""
+    if tp <= 1:
+        return width
+    return -(-width // (unit * tp)) * unit
+
+
+def _base_role(e: TensorEntry) -> tuple[str, bool, bool]:
+    """(role without group prefix or '.bias', is a bias, is a routed-expert tensor)."""
+    parts = e.role.split(".")
+    expert = e.group == "experts"
+    if e.group == "mtp" and parts[0] in _GROUP_NAMES:
+        expert = parts[0] == "experts"
+        parts = parts[1:]
+    return parts[0], parts[-1] == "bias", expert
+
+
+def rank_shape(e: TensorEntry, arch: Architecture, tp: int = 1, ep: int = 1, unit: int = 1
+               ) -> tuple[tuple[int, ...], int, str]:
+    """(shape, copies, rule) of the part of inventory entry ``e`` one rank holds.
+
+    The layout of vLLM's parallel layers (vllm/model_executor/layers/linear.py,
+    vocab_parallel_embedding.py; gpt-oss as vllm/model_executor/models/gpt_oss.py loads it):
+      experts under EP     copies / ep whole experts, not split further (FusedMoE with EP)
+      column parallel      q (and its sinks), gate/up, MLA q_b/kv_b, linear-attention inputs:
+                           output rows / tp (MLP widths in whole blocks: ``mlp_width``)
+      KV heads             k, v: n_kv / tp heads, one replicated head each when tp > n_kv
+                           (QKVParallelLinear num_kv_head_replicas)
+      row parallel         o_proj, down_proj, out_proj: input columns / tp; the bias whole on every
+                           rank, added by rank 0 only (RowParallelLinear.forward)
+      vocab parallel       embedding and lm_head: (vocab padded to 64) / tp rows
+      replicated           norms, router and its correction bias, shared-expert gate, MLA's
+                           q_a/kv_a projections, MTP's eh_proj, and anything not named above
+    ``unit``: the block size of the down projection's format along its input (MLP splits keep
+    whole blocks).
+    """
+    role, bias, expert = _base_role(e)
+    shape, copies = list(e.shape), e.copies
+    if expert and ep > 1:
+        if copies % ep:
+            raise InputError(f"{copies} experts do not split evenly over {ep} expert-parallel ranks",
+                             hint="each rank holds num_experts / ep whole experts")
+        return e.shape, copies // ep, f"{copies // ep} of {copies} experts (EP {ep})"
+    if tp <= 1:
+        return e.shape, copies, "whole"
+    if e.kind == "embedding" or role == "lm_head":
+        shape[0] = vocab_rows(shape[0], tp)
+        return tuple(shape), copies, "vocab parallel"
+    d = arch.head_dim_resolved
+    n_kv_local = max(1, arch.num_key_value_heads // tp)
+    if role in ("k_proj", "v_proj"):
+        shape[0] = n_kv_local * d
+        return tuple(shape), copies, "KV heads" + (" (replicated)" if tp > arch.num_key_value_heads else "")
+    if role == "qkv_proj":
+        q_out = shape[0] - 2 * arch.num_key_value_heads * d
+        shape[0] = q_out // tp + 2 * n_kv_local * d
+        return tuple(shape), copies, "column parallel (q) + KV heads"
+    if role in _MLP_COLUMN:
+        fused = role == "gate_up_proj"
+        width = shape[0] // 2 if fused else shape[0]
+        shape[0] = (2 if fused else 1) * mlp_width(width, tp, unit)
+        return tuple(shape), copies, "column parallel"
+    if role in _COLUMN:
+        shape[0] = -(-shape[0] // tp)
+        return tuple(shape), copies, "column parallel"
+    if role in _ROW:
+        if bias:
+            return e.shape, copies, "row-parallel bias (whole)"
+        shape[-1] = mlp_width(shape[-1], tp, unit) if role == "down_proj" else -(-shape[-1] // tp)
+        return tuple(shape), copies, "row parallel"
+    return e.shape, copies, "replicated"
+
+
+def width_units(entries: list[TensorEntry], recipe: RecipeSpec, n_layers: int) -> dict[str, int]:
+    """Block size along the input of each MLP's down projection, by MLP prefix (the part of the
+    tensor name before the role), so that its gate/up rows and down columns split alike."""
+    out: dict[str, int] = {}
+    for e in entries:
+        if e.kind == "matrix" and _base_role(e)[0] == "down_proj":
+            out[_mlp_prefix(e.name)] = input_block(get_format(entry_format(e, recipe, None, n_layers)))
+    return out
+
+
+def input_block(fmt) -> int:
+    """Elements along a row that share a scale (a block, or a tile's width): a split of the input
+    dimension keeps them together. 1 for float formats."""
+    n = fmt.block_elements
+    for f in fmt.fields:
+        if f.per == "block":
+            n = max(n, f.elements)
+        elif f.per == "tile":
+            n = max(n, f.tile[1])
+    return n
+
+
+def _mlp_prefix(name: str) -> str:
+    for role in ("gate_up_proj", "gate_proj", "up_proj", "down_proj"):
+        k = name.find(f".{role}.")
+        if k >= 0:
+            return name[:k]
+    return name
+
+
+def unit_of(e: TensorEntry, units: dict[str, int]) -> int:
+    return units.get(_mlp_prefix(e.name), 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # Pricing
 # ---------------------------------------------------------------------------------------------
 
@@ -379,8 +514,11 @@ class LayerTable:
         return out
 
 
-def layer_table(model: ModelSpec, recipe: RecipeSpec) -> LayerTable | None:
-    """Per-layer bytes of ``model`` in ``recipe`` (None for a coarse spec: it has no layers)."""
+def layer_table(model: ModelSpec, recipe: RecipeSpec, tp: int = 1, ep: int = 1) -> LayerTable | None:
+    """Per-layer bytes of ``model`` in ``recipe`` (None for a coarse spec: it has no layers).
+
+    With ``tp`` / ``ep`` > 1: the bytes one rank holds, every tensor cut by ``rank_shape`` in the
+    format the whole tensor has (extra groups such as vision towers: ceil(bytes / tp))."""
     arch = model.architecture
     if arch is None:
         return None
@@ -388,10 +526,15 @@ def layer_table(model: ModelSpec, recipe: RecipeSpec) -> LayerTable | None:
     per_layer: dict[str, list[dict[str, int]]] = {}
     outside: dict[str, dict[str, int]] = {}
     active: dict[str, Fraction] = {}
-    for e in tensor_inventory(arch):
+    entries = tensor_inventory(arch)
+    units = width_units(entries, recipe, n) if tp > 1 else {}
+    for e in entries:
         active.setdefault(e.group, _active_fraction(e, arch))
+        shape, copies = e.shape, e.copies
+        if tp > 1 or ep > 1:
+            shape, copies, _ = rank_shape(e, arch, tp, ep, unit_of(e, units))
         for fid, layers in _format_split(e, recipe, n).items():
-            one = tensor_bytes(get_format(fid), e.shape, copies=e.copies)
+            one = tensor_bytes(get_format(fid), shape, copies=copies)
             inside = [i for i in layers if i < n]
             if inside:
                 rows = per_layer.setdefault(e.group, [{} for _ in range(n)])
@@ -403,7 +546,7 @@ def layer_table(model: ModelSpec, recipe: RecipeSpec) -> LayerTable | None:
                 d[fid] = d.get(fid, 0) + one * k
     for x in model.extra_groups:
         g = _extra_group(x)
-        outside.setdefault(x.name, {}).update(g.formats)
+        outside.setdefault(x.name, {}).update({fid: -(-b // tp) for fid, b in g.formats.items()})
         active[x.name] = Fraction(0)
     return LayerTable(n_layers=n, per_layer=per_layer, outside=outside, active=active)
 

@@ -31,7 +31,7 @@ from fitcalc.spec import Device
 
 torch = require_torch()
 
-from fitcalc.measure.stack import Stack, layer_signature  # noqa: E402
+from fitcalc.measure.stack import Shard, Stack, layer_signature  # noqa: E402
 from fitcalc.measure.tracker import StorageTracker  # noqa: E402
 
 PHASES = ("weights", "kv", "prefill", "decode")
@@ -261,11 +261,18 @@ def _cublas_workspace(info: DeviceInfo) -> int | None:
 
 
 def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv_dtype: str | None,
-        include_embeddings: bool, chunk: int, seed: int = 0, progress=None, attention_math: bool = False) -> RunResult:
+        include_embeddings: bool, chunk: int, seed: int = 0, progress=None, attention_math: bool = False,
+        shard: Shard | None = None, comm=None, on_phase=None) -> RunResult:
     """Build the stack of ``model`` (already truncated) on the device, run prefill and decode,
-    return the measurement (or where it ran out of memory)."""
+    return the measurement (or where it ran out of memory).
+
+    ``shard`` and ``comm``: one rank of a distributed run (``fitcalc.measure.distributed``);
+    ``on_phase(name)`` is called as each phase starts."""
     say = progress or (lambda _msg: None)
     torch.manual_seed(seed)
+    # Token ids (and random hidden states without embeddings) from their own generator: every
+    # rank of a distributed run draws the same ones, whatever it built before.
+    gen = torch.Generator(device=info.device).manual_seed(seed + 1) if comm is not None else None
     counters = _Counters(info)
     readings: dict = {}
     timings: dict = {}
@@ -276,7 +283,7 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
         readings["rss_before"] = _rss()
     tracker = StorageTracker()
     stack = Stack(model, recipe, info.device, include_embeddings=include_embeddings, tracker=tracker,
-                  attention_math=attention_math)
+                  attention_math=attention_math, shard=shard or Shard(), comm=comm, seed=seed)
     prompt = context - 1
     current = "weights"
     t_all = time.perf_counter()
@@ -284,6 +291,8 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
         with torch.inference_mode(), tracker:
             for current in PHASES:
                 say(f"{current} …")
+                if on_phase is not None:
+                    on_phase(current)
                 c0 = counters.start()
                 t0 = time.perf_counter()
                 with tracker.phase(current) as ph:
@@ -292,9 +301,9 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
                     elif current == "kv":
                         stack.alloc_kv(batch, context, kv_dtype, engine)
                     elif current == "prefill":
-                        nxt = stack.prefill(prompt, chunk)
+                        nxt = stack.prefill(prompt, chunk, gen)
                     else:
-                        stack.decode(prompt, nxt)
+                        stack.decode(prompt, nxt, gen)
                     counters.sync()
                 timings[current] = round(time.perf_counter() - t0, 3)
                 phases.append({"name": current, "tracked_start_bytes": ph.start_live, "tracked_peak_bytes": ph.peak,

@@ -20,9 +20,13 @@ Working memory is therefore T x (2 H + max(3 k W, (2 n_h + 2 n_kv) d)) activatio
 dequantized matrix, the routing tensors and the logits, which is what the torch profile predicts
 (the constants are fitted from these measurements: docs/validation.md).
 
-A ``Shard`` selects the part of the model one process would hold under tensor, expert or
-pipeline parallelism (heads, MLP widths, experts, layers); the single-process stack is the whole.
-Distribution itself (collectives) is not implemented here.
+A ``Shard`` selects the part of the model one process holds under tensor, expert or pipeline
+parallelism (heads, MLP widths, experts, layers, embedding on the first stage, head on the last);
+the single-process stack is the whole. With a ``comm`` (``fitcalc.measure.collectives``) the
+sharded forward runs the collectives a tensor/pipeline-parallel engine runs: an all-reduce after
+the attention output and after the MLP/MoE output and of the vocabulary-parallel embedding lookup,
+an all-gather of the vocabulary-parallel logits, send/recv of the hidden states between pipeline
+stages and of the next token from the last stage back to the first.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 
 from fitcalc.errors import InputError
 from fitcalc.estimate.kvcache import kv_format
-from fitcalc.estimate.weights import TensorEntry, entry_format, tensor_inventory
+from fitcalc.estimate.weights import TensorEntry, entry_format, rank_shape, tensor_inventory, unit_of, width_units
 from fitcalc.formats import get_format
 from fitcalc.measure import check_buildable, require_torch
 from fitcalc.measure.compare import signatures
@@ -61,25 +65,25 @@ _VECTOR_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.f
 # shards
 # ---------------------------------------------------------------------------------------------
 
-# Projections split by output rows (column parallel) or by input columns (row parallel) under
-# tensor parallelism, as Megatron-LM lays them out; everything else is replicated.
-_COLUMN_ROLES = {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "gate_up_proj", "q_b_proj", "kv_b_proj"}
-_ROW_ROLES = {"o_proj", "down_proj"}
-
 
 @dataclass(frozen=True)
 class Shard:
     """The part of the model one process holds. Default: all of it.
 
-    layers   decoder layers held (pipeline parallelism); None = all layers of the model given
-    tp       (rank, size): attention heads, KV heads and MLP widths split over ``size`` ranks;
-             KV heads are replicated when there are fewer than ranks
-    ep       (rank, size): routed experts split over ``size`` ranks
+    layers     decoder layers held (pipeline parallelism); None = all layers of the model given
+    tp         (rank, size): every tensor cut as ``fitcalc.estimate.weights.rank_shape`` says
+               (vLLM's parallel layers: heads, KV heads, MLP widths in whole blocks, vocabulary)
+    ep         (rank, size): routed experts split whole over ``size`` ranks
+    embedding  holds the input embedding: the first pipeline stage
+    head       holds the final norm and lm_head and computes the logits: the last stage (with a
+               tied embedding it keeps its own copy of the embedding as the output matrix)
     """
 
     layers: tuple[int, ...] | None = None
     tp: tuple[int, int] = (0, 1)
     ep: tuple[int, int] = (0, 1)
+    embedding: bool = True
+    head: bool = True
 
     def holds(self, layer: int) -> bool:
         return self.layers is None or layer in self.layers
@@ -102,23 +106,31 @@ class Shard:
     def kv_heads(self, n_kv: int) -> int:
         return max(1, n_kv // self.tp[1])
 
-    def entry_shape(self, e: TensorEntry, arch: Architecture) -> tuple[tuple[int, ...], int]:
-        """(shape, copies) of an inventory entry on this shard."""
-        copies = e.copies
-        if e.group == "experts" and copies > 1:
-            copies = len(self.experts(copies))
-        if self.tp[1] == 1:
-            return e.shape, copies
-        role = e.role.split(".")[0]
-        shape = list(e.shape)
-        d = arch.head_dim_resolved
-        if role in ("k_proj", "v_proj"):
-            shape[0] = self.kv_heads(arch.num_key_value_heads) * d
-        elif role in _COLUMN_ROLES or role == "sinks":
-            shape[0] = self.split(shape[0], e.name)
-        elif role in _ROW_ROLES and e.kind == "matrix":
-            shape[1] = self.split(shape[1], e.name)
-        return tuple(shape), copies
+    @property
+    def row_parallel_bias(self) -> bool:
+        """Whether this rank adds the bias of a row-parallel matrix: rank 0 of the TP group only,
+        so that the all-reduce adds it once (vLLM RowParallelLinear.forward)."""
+        return self.tp[0] == 0
+
+    def entry_shape(self, e: TensorEntry, arch: Architecture, unit: int = 1) -> tuple[tuple[int, ...], int]:
+        """(shape, copies) of an inventory entry on this shard (``unit``: the down projection's
+        block along its input, for MLP widths)."""
+        shape, copies, _ = rank_shape(e, arch, self.tp[1], self.ep[1], unit)
+        return shape, copies
+
+    def holds_global(self, e: TensorEntry, arch: Architecture) -> bool:
+        """Whether a tensor outside the decoder layers lives on this shard."""
+        if e.group == "embedding":
+            return self.embedding or (self.head and arch.tie_word_embeddings)
+        return self.head  # final norm, lm_head
+
+
+def _tensor_seed(seed: int, name: str, layer: int | None) -> int:
+    """A seed per tensor (name and layer), the same in every process: zlib's CRC-32, not
+    ``hash()``, which Python salts per process."""
+    import zlib
+
+    return (seed * 1_000_003 + zlib.crc32(f"{name}@{layer}".encode())) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,13 +256,16 @@ class Stack:
     """Weights, KV cache and forward of the first layers of a model, on one device."""
 
     def __init__(self, model: ModelSpec, recipe: RecipeSpec, device, *, shard: Shard = Shard(),
-                 include_embeddings: bool = True, tracker=None, attention_math: bool = False):
+                 include_embeddings: bool = True, tracker=None, attention_math: bool = False, comm=None,
+                 seed: int = 0):
         check_buildable(model)
         self.model = model
         self.arch: Architecture = model.architecture  # type: ignore[assignment]
         self.recipe = recipe
         self.device = torch.device(device)
         self.shard = shard
+        self.comm = comm  # fitcalc.measure.collectives.Collectives, or None for one process
+        self.seed = seed
         self.include_embeddings = include_embeddings
         self.tracker = tracker
         self.attention = Attention(self.device.type, attention_math)
@@ -284,14 +299,22 @@ class Stack:
         held = [i for i in range(a.num_hidden_layers) if self.shard.holds(i)]
         self.layers = [Layer(index=i, kind=kinds[i], dense=i in dense) for i in held]
         by_index = {L.index: L for L in self.layers}
-        for e in tensor_inventory(a):
+        entries = tensor_inventory(a)
+        units = width_units(entries, self.recipe, a.num_hidden_layers) if self.shard.tp[1] > 1 else {}
+        for e in entries:
             if not self.include_embeddings and e.group in ("embedding", "lm_head"):
+                continue
+            if not e.layers and not self.shard.holds_global(e, a):
                 continue
             targets = [by_index[i] for i in e.layers if i in by_index] if e.layers else [None]
             for L in targets:
                 layer_idx = L.index if L is not None else None
                 fid = entry_format(e, self.recipe, layer_idx, a.num_hidden_layers)
-                shape, copies = self.shard.entry_shape(e, a)
+                shape, copies = self.shard.entry_shape(e, a, unit_of(e, units))
+                if self.comm is not None:
+                    # the same values for a tensor on every rank: replicated tensors (norms,
+                    # router) are true replicas, so the TP ranks route tokens alike
+                    torch.manual_seed(_tensor_seed(self.seed, e.name, layer_idx))
                 with self._tag(f"weights.{e.group}", layer_idx):
                     t = self._make(e, fid, shape, copies, std)
                 key = _local_name(e.name)
@@ -362,9 +385,9 @@ class Stack:
             orow[s:s + step] = ys
         return out
 
-    def _linear(self, L: Layer, name: str, x):
+    def _linear(self, L: Layer, name: str, x, row_parallel: bool = False):
         m = L.mats[f"{name}.weight"]
-        bias = self._vec(L, f"{name}.bias")
+        bias = self._vec(L, f"{name}.bias") if (not row_parallel or self.shard.row_parallel_bias) else None
         if m.is_plain:
             return F.linear(x, m.matrix(), bias)
         with self._tag("act.dequant_scratch", L.index):
@@ -463,9 +486,15 @@ class Stack:
     def _attention_block(self, L: Layer, x, pos: int, t: int) -> None:
         a = self.arch
         h = self._norm(L, "input_layernorm", x)
-        q = self._linear(L, "self_attn.q_proj", h)
-        k = self._linear(L, "self_attn.k_proj", h)
-        v = self._linear(L, "self_attn.v_proj", h)
+        if "self_attn.qkv_proj.weight" in L.mats:  # fused (Phi-3 layout): rows [q | k | v] of this rank
+            qkv = self._linear(L, "self_attn.qkv_proj", h)
+            kv_w = self.n_kv * self.d
+            q, k, v = (t.contiguous() for t in qkv.split([qkv.shape[1] - 2 * kv_w, kv_w, kv_w], dim=1))
+            del qkv
+        else:
+            q = self._linear(L, "self_attn.q_proj", h)
+            k = self._linear(L, "self_attn.k_proj", h)
+            v = self._linear(L, "self_attn.v_proj", h)
         del h
         gate = None
         if a.attention_output_gate:  # q_proj emits [q | gate] per head (Qwen3-Next)
@@ -483,8 +512,9 @@ class Stack:
         if gate is not None:
             o.mul_(torch.sigmoid(gate))
             del gate
-        y = self._linear(L, "self_attn.o_proj", o)
+        y = self._linear(L, "self_attn.o_proj", o, row_parallel=True)
         del o
+        self._reduce(y, "attention", L.index)
         if a.norms_per_layer == 4:
             y = self._norm(L, "post_attention_layernorm", y, out=y)
         x.add_(y)
@@ -569,9 +599,12 @@ class Stack:
 
     def _phase_down(self, L, prefix, pairs, idx, counts, offs, act, w_down, n_tokens: int):
         H = self.arch.hidden_size
+        # A down projection split by its input (TP) adds its bias on rank 0 only; whole experts
+        # (EP, or one process) add their own.
+        down_bias = self.shard.row_parallel_bias or (pairs is not None and self.shard.ep[1] > 1)
         if pairs is None:
             out = torch.empty(n_tokens, H, dtype=COMPUTE, device=act.device)
-            self._mm_into(L, w_down, None, act, self._vec(L, f"{prefix}.down_proj.bias"), out)
+            self._mm_into(L, w_down, None, act, self._vec(L, f"{prefix}.down_proj.bias") if down_bias else None, out)
             return out
         out = torch.zeros(n_tokens, H, dtype=COMPUTE, device=act.device)
         for j, e in enumerate(idx):
@@ -580,7 +613,8 @@ class Stack:
                 continue
             rows = slice(offs[j], offs[j + 1])
             y = torch.empty(n, H, dtype=COMPUTE, device=act.device)
-            self._mm_into(L, w_down, e, act[rows], self._expert_bias(L, f"{prefix}.down_proj.bias", e), y)
+            self._mm_into(L, w_down, e, act[rows],
+                          self._expert_bias(L, f"{prefix}.down_proj.bias", e) if down_bias else None, y)
             y.mul_(pairs[1][rows].to(COMPUTE).unsqueeze(-1))
             out.index_add_(0, pairs[0][rows], y)
             del y
@@ -657,9 +691,15 @@ class Stack:
                 y.add_(s)
                 del s
         del h
+        self._reduce(y, "mlp", L.index)
         if a.norms_per_layer == 4:
             y = self._norm(L, "post_feedforward_layernorm", y, out=y)
         x.add_(y)
+
+    def _reduce(self, y, where: str, layer: int | None = None) -> None:
+        """Sum the partial results of the TP (and EP) ranks of this stage, in place."""
+        if self.comm is not None and self.comm.group_size > 1:
+            self.comm.all_reduce(y, where if layer is None else f"{where}, layer {layer}")
 
     # ---- forward ---------------------------------------------------------------------------
 
@@ -672,8 +712,23 @@ class Stack:
         a = self.arch
         if self.include_embeddings:
             emb = self.globals["model.embed_tokens.weight"]
-            x = emb.index_select(0, ids.view(-1))
-            return x if x.dtype == COMPUTE else x.to(COMPUTE)
+            flat = ids.view(-1)
+            if self.shard.tp[1] == 1:
+                x = emb.index_select(0, flat)
+                return x if x.dtype == COMPUTE else x.to(COMPUTE)
+            # vocabulary parallel: rows of this rank's range, zeros elsewhere, summed over the ranks
+            # (vLLM VocabParallelEmbedding: masked lookup + all-reduce)
+            rows = emb.shape[0]
+            lo = self.shard.tp[0] * rows
+            outside = (flat < lo) | (flat >= lo + rows)
+            local = (flat - lo).clamp_(0, rows - 1)
+            x = emb.index_select(0, local)
+            del local
+            x = x if x.dtype == COMPUTE else x.to(COMPUTE)
+            x.masked_fill_(outside.view(-1, 1), 0)
+            del outside
+            self._reduce(x, "embedding")
+            return x
         return torch.randn(ids.numel(), a.hidden_size, dtype=COMPUTE, device=self.device, generator=gen)
 
     def _logits(self, x, t: int):
@@ -687,6 +742,21 @@ class Stack:
             mat = w.matrix() if isinstance(w, Packed) else self.globals["model.embed_tokens.weight"]
             logits16 = F.linear(hn, mat if mat.dtype == COMPUTE else mat.to(COMPUTE))
             del hn
+            if self.shard.tp[1] > 1 and self.comm is not None:  # vocabulary parallel: gather every rank's rows
+                # (vLLM LogitsProcessor._gather_logits); without collectives a shard picks from its own rows
+                rows = logits16.shape[-1]
+                parts = self.comm.all_gather(logits16, "logits")  # [tp, B, rows]
+                del logits16
+                logits = parts.to(torch.float32)
+                del parts
+                pad = self.shard.tp[1] * rows - self.arch.vocab_size
+                if pad > 0:  # padded rows of the last rank hold no token
+                    logits[-1, :, rows - pad:] = _NEG_INF
+                best, idx = logits.max(dim=-1)  # per rank [tp, B]
+                del logits
+                owner = best.argmax(dim=0)  # [B]
+                nxt = owner * rows + idx.gather(0, owner.view(1, -1)).view(-1)
+                return nxt
             logits = logits16.to(torch.float32)
             del logits16
             nxt = logits.argmax(dim=-1)
@@ -694,11 +764,20 @@ class Stack:
         return nxt
 
     def forward_tokens(self, ids, pos: int, gen=None):
-        """Run ids [B, t] at positions pos..pos+t-1 through the stack; next token ids or None."""
+        """Run ids [B, t] at positions pos..pos+t-1 through the stack; next token ids, or None
+        (no logits, or a pipeline stage before the last)."""
         t = ids.shape[1]
-        x = self._embed(ids, gen)
+        if self.shard.embedding or self.comm is None or self.comm.pp == 1:
+            x = self._embed(ids, gen)
+        else:  # a later pipeline stage: the hidden states come from the stage before
+            x = self.comm.recv_prev((self.batch * t, self.arch.hidden_size), COMPUTE, self.device,
+                                    f"hidden states, position {pos}")
         for L in self.layers:
             self.layer_forward(L, x, pos, t)
+        if self.comm is not None and self.comm.pp > 1 and not self.comm.last:
+            self.comm.send_next(x, f"hidden states, position {pos}")
+            del x
+            return None
         nxt = self._logits(x, t)
         del x
         return nxt
@@ -717,8 +796,16 @@ class Stack:
         return nxt
 
     def decode(self, pos: int, ids=None, gen=None, act_tag: str = "act.decode"):
-        """One decode step at position ``pos`` for every sequence."""
+        """One decode step at position ``pos`` for every sequence. Under pipeline parallelism the
+        next token the last stage picked travels back to the first stage first."""
         with self._tag(act_tag):
+            c = self.comm
+            if c is not None and c.pp > 1 and self.include_embeddings:
+                if c.last:
+                    c.send_token(ids, "next token")
+                    ids = None
+                elif c.first:
+                    ids = c.recv_token(self.batch, self.device, "next token")
             if ids is None:
                 ids = torch.randint(0, self.arch.vocab_size, (self.batch,), device=self.device, generator=gen)
             return self.forward_tokens(ids.view(self.batch, 1), pos, gen)

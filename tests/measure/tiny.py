@@ -35,3 +35,12 @@ def tiny_qwen_moe(layers: int = 2) -> ModelSpec:
                              shared_expert_intermediate_size=256, shared_expert_gate=True, first_k_dense_replace=1))
     return ModelSpec(id="tiny-qwen-moe", display_name="tiny qwen moe", architecture=a,
                      native_recipe=RecipeSpec(id="native", rules={"default": "bf16"}))
+
+
+def tiny_phi(layers: int = 2) -> ModelSpec:
+    """A Phi-3-style dense model: fused qkv_proj [q | k | v] and fused gate_up_proj, GQA 4/2."""
+    a = Architecture(family="phi3", num_hidden_layers=layers, hidden_size=256, vocab_size=512,
+                     num_attention_heads=4, num_key_value_heads=2, head_dim=64, intermediate_size=384,
+                     fused_qkv=True, fused_gate_up=True, max_position_embeddings=4096, rope_theta=250000.0)
+    return ModelSpec(id="tiny-phi", display_name="tiny phi", architecture=a,
+                     native_recipe=RecipeSpec(id="native", rules={"default": "bf16"}))

@@ -46,15 +46,25 @@ def test_weights_add_up_to_the_published_checkpoint(tmp_path):
     assert r.fit.headroom_bytes == 24 * GiB - r.fit.required_bytes
 
 
-def test_tensor_parallel_halves_the_weights(tmp_path):
-    """Two GPUs in tensor parallel (vLLM) hold half of each weight matrix each (ceil)."""
-    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, '24GiB:2']\ncontexts: [8192]\n"
+def test_tensor_parallel_splits_the_weights_per_rank(tmp_path):
+    """Two GPUs in tensor parallel: each holds its rank's part of every tensor (vLLM's parallel
+    layers): matrices halved, the router, norms and o_proj's bias whole. An RTX 5090 computes MXFP4 natively,
+    so vLLM keeps the experts as stored (no repack)."""
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [rtx-5090, 'rtx-5090:2']\ncontexts: [8192]\n"
                            "engines: [vllm]\n")
     one, two = api.report(spec).scenarios
     w1 = {t.id: t.bytes for t in one.fit.terms if t.id.startswith("weights.")}
     w2 = {t.id: t.bytes for t in two.fit.terms if t.id.startswith("weights.")}
-    assert w2 == {k: -(-v // 2) for k, v in w1.items()}
-    assert two.fit.count == 2 and two.gpu == "24GiB:2"
+    # attention per layer (bf16): q [4096/2, 2880] + bias, k and v [512/2, 2880] + bias,
+    # o_proj [2880, 4096/2] + its whole bias [2880], sinks 64/2
+    assert w2["weights.attention"] == 24 * 2 * (2048 * 2880 + 2048 + 2 * (256 * 2880 + 256) + 2880 * 2048 + 2880 + 32)
+    # experts (MXFP4, 17 B per 32 weights; bf16 biases): gate_up [5760/2, 2880] + bias rows, down [2880, 2880/2]
+    # + its whole bias
+    assert w2["weights.experts"] == 24 * 32 * (2880 * 2880 * 17 // 32 + 2880 * 2 + 2880 * 1440 * 17 // 32 + 2880 * 2)
+    # vocabulary-parallel embedding and lm_head: 201,088 rows (a multiple of 64) split in two
+    assert w2["weights.lm_head"] == w2["weights.embedding"] == 201088 // 2 * 2880 * 2
+    assert w2["weights.router"] == w1["weights.router"] and w2["weights.norms"] == w1["weights.norms"]
+    assert two.fit.count == 2 and two.gpu == "rtx-5090:2"
 
 
 def test_llama_cpp_splits_layers_over_two_gpus(tmp_path):

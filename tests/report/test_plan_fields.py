@@ -5,6 +5,8 @@ the decode speed with the numbers in its line."""
 import json
 from pathlib import Path
 
+import pytest
+
 from fitcalc import api
 from fitcalc.plan import NoFitError
 from fitcalc.report.load import build_report
@@ -148,11 +150,33 @@ def test_json_carries_the_plan_fields(runner, app, tmp_path):
     assert budget["plan"]["max_batch"] is not None  # memory figures need no bandwidth
 
 
-def test_an_engine_on_one_gpu_uses_one_of_several(tmp_path):
-    """fitcalc's own torch stack runs on one GPU (engine_profiles/torch.yaml parallel.multi_gpu: none):
-    the plan figures are those of one of the two GPUs given, and the layout says so."""
+@pytest.fixture
+def fresh_catalog_caches():
+    from fitcalc import catalog
+
+    catalog.load_engine.cache_clear()
+    catalog._name_index.cache_clear()
+    yield
+    catalog.load_engine.cache_clear()  # profiles loaded from the test's folder must not outlive it
+    catalog._name_index.cache_clear()
+
+
+def test_an_engine_on_one_gpu_uses_one_of_several(tmp_path, monkeypatch, fresh_catalog_caches):
+    """An engine that runs on one GPU (parallel.multi_gpu: none; no bundled engine does today, so the test
+    writes one from the torch profile): the plan figures are those of one of the two GPUs given, and the
+    layout says so."""
+    import shutil
+
+    from fitcalc import catalog
+
+    engines = tmp_path / "engines"
+    shutil.copytree(catalog.data_dir("engine_profiles"), engines)
+    text = (engines / "torch.yaml").read_text().replace("id: torch", "id: single").replace("multi_gpu: tensor",
+                                                                                           "multi_gpu: none")
+    (engines / "single.yaml").write_text(text)
+    monkeypatch.setenv("FITCALC_ENGINE_PROFILES_DIR", str(engines))
     spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: ['h100-sxm:2', h100-sxm]\ncontexts: [8192]\n"
-                           "engines: [torch]\n")
+                           "engines: [single]\n")
     two, one = api.report(spec).scenarios
     assert two.plan.layout == "one GPU, whole model (uses 1 of 2 GPUs)" and one.plan.layout == "one GPU, whole model"
     assert two.plan.decode_tokens_per_s == one.plan.decode_tokens_per_s is not None
