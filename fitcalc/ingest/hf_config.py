@@ -195,17 +195,21 @@ def _qwen2(c: _Cfg) -> dict[str, Any]:
     return out
 
 
-def _qwen2_moe(c: _Cfg) -> dict[str, Any]:
-    out = _qwen2(c)
-    n = out["num_hidden_layers"]
+def _qwen_moe(c: _Cfg, out: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen MoE block (qwen2_moe, qwen3_moe, qwen3_next): routed experts, an optional shared
+    expert with its sigmoid gate, and dense layers where mlp_only_layers / decoder_sparse_step say."""
     shared = c.opt_int("shared_expert_intermediate_size")
-    dense = _moe_dense_layers(c, n)
+    dense = _moe_dense_layers(c, out["num_hidden_layers"])
     out["moe"] = MoE(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
                      moe_intermediate_size=c.int("moe_intermediate_size"), shared_expert_intermediate_size=shared,
                      num_shared_experts=1 if shared else 0, shared_expert_gate=bool(shared), dense_layers=dense)
     if not dense:
         out.pop("intermediate_size", None)
     return out
+
+
+def _qwen2_moe(c: _Cfg) -> dict[str, Any]:
+    return _qwen_moe(c, _qwen2(c))
 
 
 def _qwen3(c: _Cfg) -> dict[str, Any]:
@@ -218,13 +222,7 @@ def _qwen3(c: _Cfg) -> dict[str, Any]:
 
 
 def _qwen3_moe(c: _Cfg) -> dict[str, Any]:
-    out = _qwen3(c)
-    dense = _moe_dense_layers(c, out["num_hidden_layers"])
-    out["moe"] = MoE(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
-                     moe_intermediate_size=c.int("moe_intermediate_size"), dense_layers=dense)
-    if not dense:
-        out.pop("intermediate_size", None)
-    return out
+    return _qwen_moe(c, _qwen3(c))
 
 
 def _qwen3_next(c: _Cfg) -> dict[str, Any]:
@@ -242,14 +240,7 @@ def _qwen3_next(c: _Cfg) -> dict[str, Any]:
         num_key_heads=c.int("linear_num_key_heads"), num_value_heads=c.int("linear_num_value_heads"),
         key_head_dim=c.int("linear_key_head_dim"), value_head_dim=c.int("linear_value_head_dim"),
         conv_kernel_size=c.int("linear_conv_kernel_dim"))
-    shared = c.opt_int("shared_expert_intermediate_size")
-    dense = _moe_dense_layers(c, n)
-    out["moe"] = MoE(num_experts=c.int("num_experts"), experts_per_token=c.int("num_experts_per_tok"),
-                     moe_intermediate_size=c.int("moe_intermediate_size"), shared_expert_intermediate_size=shared,
-                     num_shared_experts=1 if shared else 0, shared_expert_gate=bool(shared), dense_layers=dense)
-    if not dense:
-        out.pop("intermediate_size", None)
-    return out
+    return _qwen_moe(c, out)
 
 
 def _deepseek_v3(c: _Cfg) -> dict[str, Any]:
