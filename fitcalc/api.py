@@ -856,5 +856,9 @@ def _torchrun_rank(job, settings, spec, progress, notes, t0):
     nodes = max(1, world // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     lay = LayoutReport(tp=job.tp, pp=job.pp, ep=job.ep, world_size=world, backend=job.backend, launcher="torchrun",
                        nodes=nodes)
+    # Every rank's sends of the gather must be done before any rank tears its group down: a gloo
+    # pair closed under a peer's pending send aborts that peer ("terminate called without an active
+    # exception", seen in CI).
+    dist.barrier()
     dist.destroy_process_group()
     return assemble(spec.id, job.source, spec.display_name, settings, lay, reports, time.monotonic() - t0, notes)

@@ -294,14 +294,20 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
                         kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
                         force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
                         progress=progress_line, tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
-    torchrun_peer = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun" and \
-        os.environ.get("RANK", "0") != "0"
-    if torchrun_peer:
+    under_torchrun = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun"
+    if under_torchrun and os.environ.get("RANK", "0") != "0":
         pass  # every rank holds the result; rank 0 prints it
     elif json_out:
         _emit_json(result)
     else:
         render_verify(result)
+    if under_torchrun:
+        # A torchrun rank ends here without the interpreter's teardown: gloo's C++ threads torn down
+        # at exit have aborted a rank ("terminate called without an active exception") after its
+        # work was done and reported. The process group is already destroyed (api.verify).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result.exit_code)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
