@@ -373,7 +373,8 @@ def _apply_overrides(parsed, overrides: dict[str, str] | None):
     try:
         settings = LogSettings.model_validate({**data, "sources": sources})
     except Exception as e:  # pydantic's ValidationError, as one line
-        first = getattr(e, "errors", lambda: [{"loc": ("?",), "msg": str(e)}])()[0]
+        errors = e.errors() if hasattr(e, "errors") else [{"loc": ("?",), "msg": str(e)}]
+        first = errors[0]
         raise InputError(f"--set {first['loc'][0]}: {first['msg']}", hint="e.g. --set n_cpu_moe=99") from None
     return parsed.model_copy(update={"settings": settings})
 

@@ -182,7 +182,6 @@ class EngineProfile(Strict):
         return self
 
 
-ENGINE_IDS = ("vllm", "llama.cpp", "ollama", "sglang", "transformers", "torch")
 
 
 def with_settings(engine: EngineProfile, *, memory_fraction: float | None = None, cuda_graphs: bool | None = None,

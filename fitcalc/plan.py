@@ -237,10 +237,6 @@ def fits_fast(p: Prepared, device: Device, workload: Workload, tp: int = 1) -> b
     return required_bytes(p, device, workload, tp) <= device.memory_bytes
 
 
-def headroom_text(r: FitResult) -> str:
-    sign = "" if r.headroom_bytes >= 0 else "-"
-    return f"{sign}{format_bytes(abs(r.headroom_bytes))}"
-
 
 
 

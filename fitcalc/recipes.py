@@ -75,14 +75,6 @@ GENERIC_RECIPES: dict[str, RecipeSpec] = {r.id: r for r in [
 ]}
 
 
-def native_recipe(model: ModelSpec) -> RecipeSpec:
-    return model.native_recipe
-
-
-def recipe_ids(model: ModelSpec | None = None) -> list[str]:
-    return ["native", *GENERIC_RECIPES]
-
-
 def resolve_recipe(model: ModelSpec, recipe: str | RecipeSpec | None) -> RecipeSpec:
     """The recipe for ``model``: ``None`` or ``native`` gives the checkpoint's own."""
     if isinstance(recipe, RecipeSpec):

@@ -431,7 +431,7 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         lim = " (the model's maximum)" if plan.max_context_limit and plan.max_context >= plan.max_context_limit else ""
         c.print(f"largest context at batch {plan.batch}: {plan.max_context:,} tokens{lim}")
     if plan.max_batch is not None:
-        bound = f" (the search bound)" if plan.max_batch >= plan.max_batch_bound else ""
+        bound = " (the search bound)" if plan.max_batch >= plan.max_batch_bound else ""
         noun = "sequence" if plan.max_batch == 1 else "sequences"
         c.print(f"largest batch at context {plan.context:,}: {plan.max_batch:,} {noun}{bound}")
     if plan.gpus_needed is not None:

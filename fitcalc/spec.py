@@ -23,12 +23,6 @@ _ID_RE = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?(?:-[a-z0-9]+(?:[a-z0-9.]
 
 LayerType = Literal["full_attention", "sliding_attention", "linear_attention"]
 
-# Stable tensor-group names: they appear in JSON, reports and docs/formulas.md.
-GROUPS = (
-    "embedding", "attention", "linear_attention", "mlp", "router", "experts", "shared_experts",
-    "norms", "lm_head", "mtp",
-)
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

@@ -7,7 +7,7 @@ module (``fitcalc.estimate.weights`` for `fitcalc size`) does not load the other
 
 from __future__ import annotations
 
-_EXPORTS = ("Prepared", "prepare", "drafts", "required_bytes", "estimate", "truncated_model", "Draft", "kv_bytes_of")
+_EXPORTS = ("Prepared", "prepare", "drafts", "required_bytes", "estimate", "truncated_model", "Draft")
 
 
 def __getattr__(name: str):

@@ -486,11 +486,7 @@ def host_estimate(p: Prepared, share: Share, workload: Workload, any_gpu: bool =
     return Footprint.model_construct(terms=[d[2]() for d in host_drafts(p, share, workload, any_gpu)])
 
 
-def kv_bytes_of(terms: list[Draft] | Footprint) -> int:
-    if isinstance(terms, Footprint):
-        return terms.by_prefix("kv")
-    return sum(d[1] for d in terms if d[0].startswith("kv."))
 
 
 __all__ = ["Prepared", "prepare", "drafts", "required_bytes", "estimate", "truncated_model", "Draft",
-           "kv_bytes_of", "host_drafts", "host_estimate"]
+           "host_drafts", "host_estimate"]

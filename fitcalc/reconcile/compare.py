@@ -20,7 +20,7 @@ from fitcalc.estimate.kvcache import full_tokens
 from fitcalc.estimate.placement import Layout, assign
 from fitcalc.plan import FitResult, fit_device
 from fitcalc.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow
-from fitcalc.recipes import GENERIC_RECIPES, resolve_recipe
+from fitcalc.recipes import GENERIC_RECIPES
 from fitcalc.spec import Device, ModelSpec, Workload
 
 # llama_ftype_name() strings (llama.cpp src/llama-model-loader.cpp) -> fitcalc recipe ids.

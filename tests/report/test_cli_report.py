@@ -3,7 +3,6 @@ JUnit parsed back, baselines, and bad input (one line, exit 1, no output file)."
 
 import json
 import os
-import shutil
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
