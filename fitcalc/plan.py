@@ -278,6 +278,7 @@ class HostPlacement(BaseModel):
 
     required_bytes: int
     available_bytes: int | None  # None: RAM unknown (not checked)
+    headroom_bytes: int | None  # available − required; None when the RAM is unknown
     fits: bool
     weights_bytes: int
     mapped: bool  # weights memory-mapped from the model file (page cache) rather than loaded
@@ -708,7 +709,8 @@ def place(p: Prepared, hw: Hardware, lay: Layout, workload: Workload) -> tuple[l
             holds.append("the input embedding")
         if asg.host.head:
             holds.append("the output layer")
-        host = HostPlacement(required_bytes=need, available_bytes=avail, fits=avail is None or need <= avail,
+        host = HostPlacement(required_bytes=need, available_bytes=avail,
+                             headroom_bytes=None if avail is None else avail - need, fits=avail is None or need <= avail,
                              weights_bytes=fp.by_prefix("weights"), mapped=p.engine.weights.mmap_weights,
                              holds=", ".join(holds) or "buffers only", terms=list(fp.terms))
     return out, host, asg

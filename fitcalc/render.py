@@ -57,7 +57,7 @@ def render_size(result, explain: bool = False, out: Console | None = None) -> No
     t.add_column("active", justify="right", footer=format_params(result.params_active))
     t.add_column("format")
     t.add_column("bits/w", justify="right",
-                 footer=f"{result.disk_bytes * 8 / result.params_total:.3f}" if result.params_total else "")
+                 footer=f"{result.bits_per_weight:.3f}" if result.params_total else "")
     t.add_column("GiB", justify="right", footer=f"{to_unit(result.disk_bytes, 'GiB'):.3f}")
     t.add_column("GB", justify="right", footer=f"{to_unit(result.disk_bytes, 'GB'):.3f}")
     t.add_column("share", justify="right")
@@ -200,7 +200,7 @@ def render_gpus(rows, out: Console | None = None) -> None:
         bf16 = _tflops(r.dense_tflops, "bf16") or (
             f"fp16 {_tflops(r.dense_tflops, 'fp16')}" if "fp16" in r.dense_tflops else "")
         t.add_row(r.id, r.display_name, _mib(r.memory_bytes), gib_text, r.marketed_memory,
-                  f"{r.bandwidth_bytes_per_s / 1e9:g}", bf16, _tflops(r.dense_tflops, "fp8"),
+                  f"{to_unit(r.bandwidth_bytes_per_s, 'GB'):g}", bf16, _tflops(r.dense_tflops, "fp8"),
                   ",".join(f for f in r.native_formats if f in ("fp8", "mxfp4", "nvfp4")) or "-")
     c.print(t)
     c.print(Text("reported = nvidia-smi memory.total, rocm-smi/SYCL bytes, or RAM for unified memory "
@@ -419,7 +419,7 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
     if plan.host is not None:
         h = plan.host
         avail = gib(h.available_bytes) if h.available_bytes is not None else "?"
-        head_txt = format_bytes(h.available_bytes - h.required_bytes) if h.available_bytes is not None else "unchecked"
+        head_txt = format_bytes(h.headroom_bytes) if h.headroom_bytes is not None else "unchecked"
         t.add_row("", "RAM", h.holds + (" (memory-mapped)" if h.mapped and h.weights_bytes else ""),
                   gib(h.required_bytes), avail, Text(head_txt, style="green" if h.fits else "red"))
     c.print(t)

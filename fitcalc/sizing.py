@@ -95,6 +95,7 @@ class SizeResult(BaseModel):
     params_active: int
     disk_bytes: int
     resident_bytes: int
+    bits_per_weight: float  # disk bytes × 8 / params_total: the checkpoint's average
     groups: list[GroupSize]
     explain: list[str]
     notes: list[str]
@@ -180,6 +181,7 @@ def size_model(model: ModelSpec, recipe: str | None = None, check: bool = False)
         model=model.id, display_name=model.display_name, hf_repo=model.hf_repo, recipe=r.id,
         recipe_name=r.display_name or r.id, coarse=w.coarse, params_total=w.params_total,
         params_active=w.params_active, disk_bytes=w.disk_bytes, resident_bytes=w.resident_bytes,
+        bits_per_weight=round(w.disk_bytes * 8 / w.params_total, 4) if w.params_total else 0.0,
         groups=[_group_size(g) for g in w.groups], explain=[t.explain for t in w.terms], notes=list(w.notes),
         published=checks,
         exact_source=(f"{'safetensors headers' if model.checkpoint.kind == 'safetensors' else 'GGUF tensor table'}"

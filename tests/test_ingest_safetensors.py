@@ -94,7 +94,9 @@ def test_moe_with_one_tensor_per_expert(qwen3_moe_folder):
     g = {x.name: x for x in r.groups}
     assert g["experts"].params == experts
     assert g["experts"].active_params == experts * 8 // 128
-    assert r.params_total == 30_532_122_624
+    # config.json: 48 layers, H 2048, 32 q / 4 kv heads of 128, qk norms, 128 experts of 768, vocab 151936, untied
+    per_layer = 2048 * (4096 + 512 + 512) + 4096 * 2048 + 2 * 128 + 2 * 2048 + 128 * 2048 + 128 * 3 * 768 * 2048
+    assert r.params_total == 48 * per_layer + 2 * 151936 * 2048 + 2048 == 30_532_122_624
     assert r.check.agree
     spec = resolve_model(str(qwen3_moe_folder))
     assert spec.checkpoint.tensors == 1 + 48 * (9 + 128 * 3) + 2  # 18,867

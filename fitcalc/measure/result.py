@@ -59,18 +59,15 @@ class OomReport(BaseModel):
     readings: dict[str, Any] = Field(default_factory=dict)
 
 
-class VerifyResult(BaseModel):
+class MeasuredRun(BaseModel):
+    """The measured part of a run, the same for one device and for each rank of a distributed run."""
+
     model_config = ConfigDict(frozen=True)
 
-    model: str
-    source: str  # MODEL as given (an id, a Hub name or a spec path)
-    display_name: str
     device: DeviceReport
-    settings: Settings
     terms: list[TermRow]
     working: Check | None
     peak: Check
-    extrapolation: Extrapolation | None
     phases: list[dict[str, Any]]
     readings: dict[str, Any]
     timings: dict[str, float]
@@ -79,6 +76,14 @@ class VerifyResult(BaseModel):
     oom: OomReport | None
     notes: list[str]
     exit_code: int
+
+
+class VerifyResult(MeasuredRun):
+    model: str
+    source: str  # MODEL as given (an id, a Hub name or a spec path)
+    display_name: str
+    settings: Settings
+    extrapolation: Extrapolation | None
 
 
 class RankTermRow(TermRow):
@@ -106,28 +111,14 @@ class Holds(BaseModel):
     stage: int
 
 
-class RankReport(BaseModel):
+class RankReport(MeasuredRun):
     """One rank's measurement against its share of the plan: the fields of a single-device run."""
-
-    model_config = ConfigDict(frozen=True)
 
     rank: int
     local_rank: int
     node: str  # host name
     role: str  # placement's words: "stage 0 (layers 0-11), rank 1 of 2"
     holds: Holds
-    device: DeviceReport
-    terms: list[TermRow]
-    working: Check | None
-    peak: Check
-    phases: list[dict[str, Any]]
-    readings: dict[str, Any]
-    timings: dict[str, float]
-    ok: bool
-    failures: list[str]
-    oom: OomReport | None
-    notes: list[str]
-    exit_code: int
 
 
 class LayoutReport(BaseModel):
