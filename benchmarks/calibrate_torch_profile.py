@@ -42,9 +42,9 @@ RUNS = [
 
 def per_token(rec: dict) -> tuple[float, int, int, int]:
     """(measured act.prefill per token in elements, H, I_eff, A) for a record."""
-    from fitcalc.estimate.activations import attention_width_per_token, forward_tokens, mlp_width_per_token
-    from fitcalc.ingest import resolve_model
-    from fitcalc.catalog import load_engine
+    from fitcalc.core.estimate.activations import attention_width_per_token, forward_tokens, mlp_width_per_token
+    from fitcalc.edges.ingest import resolve_model
+    from fitcalc.edges.catalog import load_engine
 
     spec = resolve_model(rec["source"])
     a = spec.architecture
@@ -74,7 +74,7 @@ def main() -> None:
             r.setdefault("role", "check")
     else:
         from fitcalc import api
-        from fitcalc.measure.result import record_line
+        from fitcalc.core.measure.result import record_line
 
         recs = []
         for role, source, kw in RUNS:

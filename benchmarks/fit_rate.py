@@ -2,7 +2,7 @@
 
 A fit evaluation is the fast path every solver and sweep calls: the footprint's terms summed
 for one model, engine, device and workload, compared with the device's memory
-(``fitcalc.plan.fits_fast``; the same drafts as the explained footprint, without building the
+(``fitcalc.core.plan.fits_fast``; the same drafts as the explained footprint, without building the
 explanations). Prepared once per model/engine, as a sweep does. Target: >= 50,000 per second.
 Also prints the rate of the full explained answer (``fit_device``, with the max-context solve).
 
@@ -33,10 +33,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
 
-    from fitcalc.catalog import load_engine, load_gpu, load_model
-    from fitcalc.estimate import prepare
-    from fitcalc.plan import fit_device, fits_fast
-    from fitcalc.spec import Device, Workload
+    from fitcalc.edges.catalog import load_engine, load_gpu, load_model
+    from fitcalc.core.estimate import prepare
+    from fitcalc.core.plan import fit_device, fits_fast
+    from fitcalc.core.spec import Device, Workload
 
     device = Device.from_profile(load_gpu("rtx-4090"))
     for model_id, engine_id in (("gpt-oss-20b", "vllm"), ("gpt-oss-20b", "llama.cpp"), ("deepseek-r1", "vllm"),

@@ -3,9 +3,9 @@
 Builds a Qwen3-30B-A3B-shaped folder (48 layers x 128 experts, one tensor per expert projection:
 18,867 tensors over 16 shards, real header layout, sparse payload) in a temporary folder, then
 times, as the median of N runs:
-  headers:  reading and validating every shard's header (fitcalc.ingest.safetensors.read_folder)
+  headers:  reading and validating every shard's header (fitcalc.edges.ingest.safetensors.read_folder)
   resolve:  the whole local path of `fitcalc size FOLDER`: headers, config.json, classification
-            into groups, honest parameter counts, the ModelSpec (fitcalc.ingest.resolve_model)
+            into groups, honest parameter counts, the ModelSpec (fitcalc.edges.ingest.resolve_model)
   size:     resolve + size_model with --check (header groups vs the architecture's derivation)
 Target (issue #5): under 1 s.
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import checkpoints  # noqa: E402  (the folder builders the tests use)
 
-from fitcalc.ingest import resolve_model  # noqa: E402
-from fitcalc.ingest.safetensors import read_folder  # noqa: E402
-from fitcalc.sizing import size_model  # noqa: E402
+from fitcalc.edges.ingest import resolve_model  # noqa: E402
+from fitcalc.edges.ingest.safetensors import read_folder  # noqa: E402
+from fitcalc.core.sizing import size_model  # noqa: E402
 
 
 def median_time(fn, runs: int) -> float:

@@ -35,7 +35,7 @@ def wall(args: list[str]) -> float:
 
 
 def torch_imported(args: list[str]) -> bool:
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom fitcalc.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom fitcalc.shell.cli import app\n"
             f"CliRunner().invoke(app, {args!r})\nprint('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip() == "True"

@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     from fitcalc import api
-    from fitcalc.report.writers import render
+    from fitcalc.edges.report.writers import render
 
     with tempfile.TemporaryDirectory() as d:
         spec = Path(d) / "sweep.yaml"

@@ -1,4 +1,4 @@
-from fitcalc.cli import main
+from fitcalc.shell.cli import main
 
 if __name__ == "__main__":
     main()

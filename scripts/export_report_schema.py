@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's fitcalc, not an installed one
 
 
 def main() -> None:
-    from fitcalc.report.spec import report_spec_schema
+    from fitcalc.core.report.spec import report_spec_schema
 
     out = ROOT / "docs" / "report-spec.schema.json"
     out.write_text(json.dumps(report_spec_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

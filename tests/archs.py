@@ -1,7 +1,7 @@
 """Architectures written out from published config.json files, independent of the bundled catalog,
 so estimate tests do not depend on the YAML they would be checking."""
 
-from fitcalc.spec import MLA, Architecture, ModelSpec, MoE, RecipeSpec
+from fitcalc.core.spec import MLA, Architecture, ModelSpec, MoE, RecipeSpec
 
 BF16 = RecipeSpec(id="native", rules={"default": "bf16"})
 

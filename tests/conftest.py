@@ -16,7 +16,7 @@ def runner():
 
 @pytest.fixture
 def app():
-    from fitcalc.cli import app
+    from fitcalc.shell.cli import app
 
     return app
 

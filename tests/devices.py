@@ -5,8 +5,8 @@ reports (nvidia-smi memory.total MiB); bandwidth and dense tensor rates as publi
 When the catalog lands, each can become ``Device.from_profile(load_gpu(<catalog id>))``.
 """
 
-from fitcalc.spec import Device, Host
-from fitcalc.units import GiB, MiB
+from fitcalc.core.spec import Device, Host
+from fitcalc.core.units import GiB, MiB
 
 GB_S = 10**9
 

@@ -10,7 +10,7 @@ model's config.json numbers (written out below, never taken from fitcalc), then 
   counts (``api/models/<repo>?expand[]=safetensors``), which fix the bytes of an all-BF16 checkpoint
   (2 bytes each) and, with the per-dtype split, of DeepSeek's FP8 one;
 * the model card's rounded figures, with a stated relative tolerance and, where the card counts
-  differently from fitcalc (docstring of fitcalc/estimate/weights.py), the stated adjustment.
+  differently from fitcalc (docstring of fitcalc/core/estimate/weights.py), the stated adjustment.
 
 None of the Hub figures were read from huggingface.co here: each was found quoted in public code,
 docs or notes, and the YAML ``sources:`` say so.
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fitcalc.catalog import data_dir, load_model, model_ids, resolve_model_id
-from fitcalc.estimate.weights import tensor_inventory, weights_breakdown
+from fitcalc.edges.catalog import data_dir, load_model, model_ids, resolve_model_id
+from fitcalc.core.estimate.weights import tensor_inventory, weights_breakdown
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -48,7 +48,7 @@ def test_gpus_table_shows_mib_gib_and_label(runner, app):
 def test_gpus_detect_json_without_gpus(runner, app, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
     monkeypatch.setitem(sys.modules, "amdsmi", None)
-    monkeypatch.setattr("fitcalc.hardware.detect_apple", lambda **kw: ([], None))
+    monkeypatch.setattr("fitcalc.edges.hardware.detect_apple", lambda **kw: ([], None))
     r = runner.invoke(app, ["gpus", "--detect", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
@@ -61,7 +61,7 @@ def test_gpus_detect_json_without_gpus(runner, app, monkeypatch):
 def test_gpus_detect_with_a_fake_rtx_4090(runner, app, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml([RTX_4090]))
     monkeypatch.setitem(sys.modules, "amdsmi", None)
-    monkeypatch.setattr("fitcalc.hardware.detect_apple", lambda **kw: ([], None))
+    monkeypatch.setattr("fitcalc.edges.hardware.detect_apple", lambda **kw: ([], None))
     r = runner.invoke(app, ["gpus", "-d", "--json"])
     assert r.exit_code == 0, r.output
     (g,) = json.loads(r.stdout)["gpus"]

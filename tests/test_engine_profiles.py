@@ -2,7 +2,7 @@
 
 import pytest
 
-from fitcalc.catalog import engine_ids, load_engine
+from fitcalc.edges.catalog import engine_ids, load_engine
 
 # Fields that are names or switches of the file itself, not numbers taken from outside.
 NOT_CONSTANTS = {"schema_version", "id", "display_name", "version", "aliases", "description", "sources", "flags",
@@ -21,7 +21,7 @@ def leaves(data, prefix=""):
 def test_every_constant_has_a_source(engine_id):
     import yaml
 
-    from fitcalc.catalog import data_dir
+    from fitcalc.edges.catalog import data_dir
 
     raw = yaml.safe_load((data_dir("engine_profiles") / f"{engine_id}.yaml").read_text())
     covered = {f for s in raw["sources"] for f in s.get("fields", [])}

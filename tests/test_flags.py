@@ -1,9 +1,9 @@
 """Engine flags: one pure function over each engine profile's `flags:` map."""
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate.placement import Layout
-from fitcalc.flags import engine_flags, model_reference
-from fitcalc.plan import Hardware, make_plan
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate.placement import Layout
+from fitcalc.core.flags import engine_flags, model_reference
+from fitcalc.core.plan import Hardware, make_plan
 from tests import devices as dev
 
 

@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from fitcalc.formats import FORMATS, GGUF_BY_TYPE, get_format
+from fitcalc.core.formats import FORMATS, GGUF_BY_TYPE, get_format
 
 
 def test_gguf_block_sizes_match_the_gguf_package():
@@ -77,7 +77,7 @@ def test_fallbacks_fit_rows_that_k_quants_cannot():
 
 
 def test_unknown_format_suggests():
-    from fitcalc.errors import UnknownIdError
+    from fitcalc.core.errors import UnknownIdError
 
     with pytest.raises(UnknownIdError) as e:
         get_format("mxfp5")

@@ -11,8 +11,8 @@ import re
 import pytest
 import yaml
 
-from fitcalc import catalog
-from fitcalc.spec import GpuProfile
+from fitcalc.edges import catalog
+from fitcalc.core.spec import GpuProfile
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -290,7 +290,7 @@ def test_driver_names_find_their_profiles():
 
 
 def test_unknown_gpu_error_names_close_matches():
-    from fitcalc.errors import UnknownIdError
+    from fitcalc.core.errors import UnknownIdError
 
     with pytest.raises(UnknownIdError) as e:
         catalog.load_gpu("rtx 4009")

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from fitcalc import hardware
-from fitcalc.errors import InputError, UnitError, UnknownIdError
-from fitcalc.hardware import parse_gpu_option
+from fitcalc.edges import hardware
+from fitcalc.core.errors import InputError, UnitError, UnknownIdError
+from fitcalc.edges.hardware import parse_gpu_option
 from tests.nvml_fake import RTX_4090, NVMLError, fake_pynvml
 
 MiB = 1 << 20
@@ -296,7 +296,7 @@ def test_no_amdsmi(monkeypatch):
 
 
 def test_importing_hardware_loads_no_driver_library():
-    code = ("import sys, fitcalc.hardware\n"
+    code = ("import sys, fitcalc.edges.hardware\n"
             "print(','.join(m for m in ('pynvml', 'psutil', 'amdsmi', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -7,8 +7,8 @@ an exact count, with a stated tolerance where they published a rounded one.
 
 import pytest
 
-from fitcalc.ingest.hf_config import ConfigError, recipe_from_config, spec_from_hf
-from fitcalc.sizing import size_model
+from fitcalc.edges.ingest.hf_config import ConfigError, recipe_from_config, spec_from_hf
+from fitcalc.core.sizing import size_model
 
 
 def _size(cfg, name="m"):
@@ -195,7 +195,7 @@ def test_quantization_config_sets_the_recipe(q, default, extra):
     assert r.rules["default"] == default and not warnings
     for k, v in extra.items():
         assert r.rules[k] == v
-    from fitcalc.recipes import validate_recipe_formats
+    from fitcalc.core.recipes import validate_recipe_formats
 
     validate_recipe_formats(r)
 

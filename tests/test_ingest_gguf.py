@@ -9,8 +9,8 @@ import struct
 import pytest
 
 from fitcalc import api
-from fitcalc.errors import FitcalcError
-from fitcalc.ingest import resolve_model
+from fitcalc.core.errors import FitcalcError
+from fitcalc.edges.ingest import resolve_model
 from tests.gguf_files import T, write_gguf
 
 H, F, V, L = 256, 512, 1000, 2

@@ -11,7 +11,7 @@ import pytest
 
 from tests import checkpoints as ck
 from fitcalc import api
-from fitcalc.ingest.hub import FIRST_RANGE
+from fitcalc.edges.ingest.hub import FIRST_RANGE
 from tests.hubserver import HubServer, Repo, repo_from_folder, unused_port
 
 

@@ -12,10 +12,10 @@ import pytest
 
 from tests import checkpoints as ck
 from fitcalc import api
-from fitcalc.checkpoint import CheckpointTable, TensorRecord, classify_hf
-from fitcalc.errors import FitcalcError
-from fitcalc.ingest import resolve_model
-from fitcalc.ingest.safetensors import MAX_HEADER_BYTES, read_file_header
+from fitcalc.core.checkpoint import CheckpointTable, TensorRecord, classify_hf
+from fitcalc.core.errors import FitcalcError
+from fitcalc.edges.ingest import resolve_model
+from fitcalc.edges.ingest.safetensors import MAX_HEADER_BYTES, read_file_header
 
 # --- gpt-oss-20b by hand ---------------------------------------------------------------------
 # H=2880, 24 layers, 64 q heads x 64, 8 kv heads x 64, 32 experts of width 2880, vocab 201088.

@@ -2,15 +2,15 @@
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model, model_ids
-from fitcalc.errors import InputError
-from fitcalc.estimate import estimate, prepare, required_bytes
-from fitcalc.estimate.footprint import host_estimate
-from fitcalc.estimate.placement import Layout, Share, assign, pipeline_stages, proportional_slots, whole_share
-from fitcalc.estimate.weights import layer_table, weights_breakdown
-from fitcalc.recipes import resolve_recipe
-from fitcalc.spec import Device, Workload
-from fitcalc.units import GiB, MiB
+from fitcalc.edges.catalog import load_engine, load_model, model_ids
+from fitcalc.core.errors import InputError
+from fitcalc.core.estimate import estimate, prepare, required_bytes
+from fitcalc.core.estimate.footprint import host_estimate
+from fitcalc.core.estimate.placement import Layout, Share, assign, pipeline_stages, proportional_slots, whole_share
+from fitcalc.core.estimate.weights import layer_table, weights_breakdown
+from fitcalc.core.recipes import resolve_recipe
+from fitcalc.core.spec import Device, Workload
+from fitcalc.core.units import GiB, MiB
 from tests.archs import deepseek_v3, llama_3_1_8b
 
 

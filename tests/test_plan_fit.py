@@ -2,11 +2,11 @@
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate import estimate, prepare, required_bytes
-from fitcalc.plan import context_step, fit_device, solve_max_context, verdict_of
-from fitcalc.spec import Device, Workload
-from fitcalc.units import GiB
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate import estimate, prepare, required_bytes
+from fitcalc.core.plan import context_step, fit_device, solve_max_context, verdict_of
+from fitcalc.core.spec import Device, Workload
+from fitcalc.core.units import GiB
 from tests.archs import deepseek_v3, llama_3_1_8b
 
 ENGINES = ["torch", "vllm", "llama.cpp", "ollama", "sglang", "transformers"]

@@ -6,10 +6,10 @@ Devices are written out from published numbers (tests/devices.py); switch them t
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate.placement import Layout
-from fitcalc.plan import Hardware, NoFitError, make_plan
-from fitcalc.units import GiB
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate.placement import Layout
+from fitcalc.core.plan import Hardware, NoFitError, make_plan
+from fitcalc.core.units import GiB
 from tests import devices as dev
 
 # gpt-oss-120b in llama.cpp's MXFP4_MOE GGUF, worked by hand from config.json (36 layers, hidden 2880,

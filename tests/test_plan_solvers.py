@@ -3,14 +3,14 @@ the RAM, monotone in memory, speed never rising as more moves to the CPU), GPU c
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate import prepare, required_bytes
-from fitcalc.estimate.footprint import host_drafts
-from fitcalc.estimate.placement import Layout, assign
-from fitcalc.plan import (Hardware, context_step, fits_on, make_plan, plan_offload, solve_gpu_count,
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate import prepare, required_bytes
+from fitcalc.core.estimate.footprint import host_drafts
+from fitcalc.core.estimate.placement import Layout, assign
+from fitcalc.core.plan import (Hardware, context_step, fits_on, make_plan, plan_offload, solve_gpu_count,
                           solve_max_batch, solve_max_context_on)
-from fitcalc.spec import Device, Workload
-from fitcalc.units import GiB
+from fitcalc.core.spec import Device, Workload
+from fitcalc.core.units import GiB
 from tests import devices as dev
 from tests.archs import llama_3_1_8b
 
@@ -178,7 +178,7 @@ def test_gpu_count_is_the_smallest_that_fits():
     # 70.6B params x 2 B = 141 GB of weights: fewer than 141e9 / (24 GiB x 0.9) = 6.1 GPUs cannot hold them
     assert n >= 7
     for k in range(1, n):
-        from fitcalc.plan import tensor_layouts
+        from fitcalc.core.plan import tensor_layouts
 
         for lay_k in tensor_layouts(p, k):
             hw = Hardware((d,) * k)
@@ -237,7 +237,7 @@ def test_host_ram_sum_is_the_host_terms():
     (0, 1, 100, None, None),  # not even one
 ])
 def test_largest_with_a_known_start(limit, step, cap, known, want):
-    from fitcalc.plan import largest
+    from fitcalc.core.plan import largest
 
     asked = []
 

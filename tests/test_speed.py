@@ -11,12 +11,12 @@ from fractions import Fraction
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate.placement import Layout
-from fitcalc.estimate.speed import expert_union_share, pcie_bytes_per_s
-from fitcalc.plan import Hardware, make_plan
-from fitcalc.spec import Device
-from fitcalc.units import GiB, MiB
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate.placement import Layout
+from fitcalc.core.estimate.speed import expert_union_share, pcie_bytes_per_s
+from fitcalc.core.plan import Hardware, make_plan
+from fitcalc.core.spec import Device
+from fitcalc.core.units import GiB, MiB
 from tests import devices as dev
 
 GB_S = 10**9

@@ -2,8 +2,8 @@
 
 import pytest
 
-from fitcalc.errors import UnitError
-from fitcalc.units import format_bits, format_both, format_bytes, format_params, parse_bytes, parse_count
+from fitcalc.core.errors import UnitError
+from fitcalc.core.units import format_bits, format_both, format_bytes, format_params, parse_bytes, parse_count
 
 
 @pytest.mark.parametrize("text,expected", [

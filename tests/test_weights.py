@@ -1,8 +1,8 @@
 """Weights from the architecture, checked to the byte against hand arithmetic and the real index."""
 
-from fitcalc.catalog import load_model
-from fitcalc.estimate.weights import tensor_inventory, weights_breakdown
-from fitcalc.recipes import resolve_recipe
+from fitcalc.edges.catalog import load_model
+from fitcalc.core.estimate.weights import tensor_inventory, weights_breakdown
+from fitcalc.core.recipes import resolve_recipe
 
 # gpt-oss-20b by hand (config.json: H=2880, L=24, 64 q heads, 8 kv heads, head_dim 64, 32 experts
 # of width 2880, vocab 201088, biases on q/k/v/o and on experts, sinks [64] per layer):

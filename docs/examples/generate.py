@@ -84,7 +84,7 @@ PAGES = [FIT_PAGE, PLAN_PAGE]
 def run(command: str) -> str:
     from typer.testing import CliRunner
 
-    from fitcalc.cli import app
+    from fitcalc.shell.cli import app
 
     args = shlex.split(command)
     assert args[0] == "fitcalc"

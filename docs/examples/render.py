@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's fitcalc, not an installed one
 
 def main(names: list[str]) -> int:
     from fitcalc import api
-    from fitcalc.errors import FitcalcError
-    from fitcalc.report.output import write_atomic
-    from fitcalc.report.writers import render
+    from fitcalc.core.errors import FitcalcError
+    from fitcalc.edges.report.output import write_atomic
+    from fitcalc.edges.report.writers import render
 
     os.chdir(ROOT)
     specs = [HERE / f"{n.removesuffix('.yaml')}.yaml" for n in names] or sorted(HERE.glob("*.yaml"))

@@ -5,12 +5,12 @@ The logs are quoted in ../shared/reference/engine-logs.yaml; the original source
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.engines import with_settings
-from fitcalc.estimate import estimate, prepare
-from fitcalc.plan import fit_device
-from fitcalc.spec import Device, Workload
-from fitcalc.units import GiB, MiB
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.engines import with_settings
+from fitcalc.core.estimate import estimate, prepare
+from fitcalc.core.plan import fit_device
+from fitcalc.core.spec import Device, Workload
+from fitcalc.core.units import GiB, MiB
 from tests.archs import llama_3_1_8b
 
 LLAMA_8B_PARAMS = 8_030_261_248  # 32 x (4096 x 6144 + 4096 x 4096 + 3 x 4096 x 14336 + 2 x 4096) + 2 x 128256 x 4096 + 4096

@@ -2,11 +2,11 @@
 
 import pytest
 
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate import estimate, prepare
-from fitcalc.estimate.kvcache import kv_bytes_per_token, kv_format
-from fitcalc.spec import Device, Workload
-from fitcalc.units import GiB, MiB
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate import estimate, prepare
+from fitcalc.core.estimate.kvcache import kv_bytes_per_token, kv_format
+from fitcalc.core.spec import Device, Workload
+from fitcalc.core.units import GiB, MiB
 from tests.archs import deepseek_v3, llama_3_1_8b
 
 BIG = Device.from_budget(1 << 50)  # capacity is irrelevant to KV terms
@@ -105,7 +105,7 @@ def test_llama_cpp_quantized_kv(dtype, bytes_per_layer_token):
 
 
 def test_unknown_kv_dtype_for_engine():
-    from fitcalc.errors import InputError
+    from fitcalc.core.errors import InputError
 
     with pytest.raises(InputError) as e:
         kv_terms(llama_3_1_8b(), "vllm", context=4096, kv_dtype="q4_0")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fitcalc.catalog import load_engine
-from fitcalc.estimate import estimate, prepare
-from fitcalc.ingest import resolve_model
-from fitcalc.spec import Device, Workload
+from fitcalc.edges.catalog import load_engine
+from fitcalc.core.estimate import estimate, prepare
+from fitcalc.edges.ingest import resolve_model
+from fitcalc.core.spec import Device, Workload
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = [json.loads(x) for x in (ROOT / "docs" / "validation" / "cpu-runs.jsonl").read_text().splitlines()

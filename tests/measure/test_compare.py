@@ -1,10 +1,10 @@
-"""fitcalc.measure.compare: the pure comparison logic, fed hand-made measurements (no torch)."""
+"""fitcalc.core.measure.compare: the pure comparison logic, fed hand-made measurements (no torch)."""
 
 import pytest
 
-from fitcalc.errors import FitcalcError
-from fitcalc.estimate.terms import Footprint, make_term
-from fitcalc.measure.compare import (DEFAULT_TOLERANCES, LayerBytes, MeasuredTerm, Measurement, Tolerance, compare,
+from fitcalc.core.errors import FitcalcError
+from fitcalc.core.estimate.terms import Footprint, make_term
+from fitcalc.core.measure.compare import (DEFAULT_TOLERANCES, LayerBytes, MeasuredTerm, Measurement, Tolerance, compare,
                                      default_layers, extrapolate, parse_tolerance, signatures, tolerance_for)
 
 MiB = 1 << 20

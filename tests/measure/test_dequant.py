@@ -1,5 +1,5 @@
 """Dequantization against the value tables of the formats' specifications, with hand-packed
-bytes, and the storage layout of every format against the byte formula of fitcalc.formats."""
+bytes, and the storage layout of every format against the byte formula of fitcalc.core.formats."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc.formats import get_format
-from fitcalc.measure import BUILDABLE_FORMATS
-from fitcalc.measure.packed import _BUILD, Packed, build_packed
+from fitcalc.core.formats import get_format
+from fitcalc.edges.measure import BUILDABLE_FORMATS
+from fitcalc.edges.measure.packed import BUILDERS, Packed, build_packed
 
 # OCP Microscaling Formats (MX) v1.0, sec. 5.3.3, Table: FP4 E2M1 encodings. Bit layout S EE M,
 # exponent bias 1; 0b0001 is the subnormal 0.5 (= 2^0 x 0.5). Written out here from the table,
@@ -167,7 +167,7 @@ def test_nf4_double_quantized_absmax():
 
 
 def test_buildable_list_matches_the_builders():
-    assert BUILDABLE_FORMATS == set(_BUILD)
+    assert BUILDABLE_FORMATS == set(BUILDERS)
 
 
 @pytest.mark.parametrize("fid", sorted(BUILDABLE_FORMATS))

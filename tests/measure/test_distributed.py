@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not 
 psutil = pytest.importorskip("psutil")
 
 from fitcalc import api  # noqa: E402
-from fitcalc.errors import InputError  # noqa: E402
+from fitcalc.core.errors import InputError  # noqa: E402
 from tests.measure.tiny import tiny_gpt_oss, tiny_llama, tiny_qwen_moe  # noqa: E402
 
 MXFP4 = 17 / 32  # bytes per weight: 32 four-bit values + one 8-bit scale = 17 B
@@ -283,13 +283,13 @@ def test_ci_case_tp2():
 
 
 def _end(rank, rc=None, error=None, phase="prefill", waiting="", killed=None):
-    from fitcalc.measure.launch import RankEnd
+    from fitcalc.edges.measure.launch import RankEnd
 
     return RankEnd(rank=rank, returncode=rc, report=None, error=error, phase=phase, waiting=waiting, killed=killed)
 
 
 def test_the_cause_is_named_before_its_consequences():
-    from fitcalc.measure.launch import Outcome
+    from fitcalc.edges.measure.launch import Outcome
 
     o = Outcome(ends=[_end(0, 1, {"kind": "collective", "message": "Connection closed by peer"},
                            waiting="waiting in all_reduce (mlp, layer 3)"),
@@ -302,7 +302,7 @@ def test_the_cause_is_named_before_its_consequences():
 
 
 def test_a_rank_error_and_a_crash_read_as_themselves():
-    from fitcalc.measure.launch import Outcome
+    from fitcalc.edges.measure.launch import Outcome
 
     err = _end(1, 1, {"kind": "error", "message": "rank 1's share ... is predicted to need 9 GiB"}, phase="start")
     crash = _end(0, 1, {"kind": "crash", "message": "ValueError: boom"}, phase="kv")
@@ -311,7 +311,7 @@ def test_a_rank_error_and_a_crash_read_as_themselves():
 
 
 def test_when_every_rank_waits_all_are_named():
-    from fitcalc.measure.launch import Outcome
+    from fitcalc.edges.measure.launch import Outcome
 
     ends = [_end(r, killed="timeout", waiting=f"waiting in recv from rank {1 - r}") for r in (0, 1)]
     msg = Outcome(ends=ends, wall_s=30.0, timed_out=True, run_dir="/x").failure(30)
@@ -334,7 +334,7 @@ def test_the_leftover_detector_sees_a_live_process(tmp_path):
 
 
 def test_the_launcher_does_not_import_torch():
-    code = "import sys, fitcalc.measure.launch, fitcalc.measure.job; print('torch' in sys.modules)"
+    code = "import sys, fitcalc.edges.measure.launch, fitcalc.core.measure.job; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -359,7 +359,7 @@ def test_torchrun_ranks_gather_one_result_on_rank_0(tmp_path):
 
 
 def _free_port():
-    from fitcalc.measure.launch import free_port
+    from fitcalc.edges.measure.launch import free_port
 
     return free_port()
 

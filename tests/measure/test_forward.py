@@ -1,6 +1,6 @@
 """One layer of the stack against a plain fp32 reference computed from the dequantized weights.
 
-The reference below is written independently of fitcalc.measure.stack: the whole sequence at
+The reference below is written independently of fitcalc.edges.measure.stack: the whole sequence at
 once (no chunks, no ring buffer, no per-group flash calls, no log-sum-exp merging), explicit
 causal/window masks, sinks as an extra softmax column, and the MoE as a loop over tokens and their
 experts. The stack runs the same layer in chunks with its KV cache, in bf16.
@@ -18,9 +18,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc import catalog
-from fitcalc.measure.stack import Stack, _attend_math, band_mask
-from fitcalc.recipes import resolve_recipe
+from fitcalc.edges import catalog
+from fitcalc.edges.measure.stack import Stack, attend_math, band_mask
+from fitcalc.core.recipes import resolve_recipe
 from tests.measure.tiny import tiny_gpt_oss, tiny_llama, tiny_qwen_moe
 
 ENGINE = catalog.load_engine("torch")
@@ -199,11 +199,11 @@ def test_chunked_attention_kernel_agrees_with_math_path():
     mask, rows = band_mask(torch.arange(20, 29), torch.arange(8, 20), 6, torch.bfloat16, "cpu")
     stack = Stack(tiny_llama(1), resolve_recipe(tiny_llama(1), None), "cpu")
     o1, l1 = stack.attention(q, k, v, mask, False, 0.2)
-    o2, l2 = _attend_math(q, k, v, mask, False, 0.2)
+    o2, l2 = attend_math(q, k, v, mask, False, 0.2)
     keep = rows.view(1, 1, -1).expand_as(l1)
     assert rows.tolist() == [True] * 5 + [False] * 4  # queries 25..28 see no key of 8..19 within 6
     assert torch.allclose(l1[keep], l2[keep], atol=2e-2)
     assert (o1.float() - o2.float())[keep.unsqueeze(-1).expand_as(o1)].abs().max() < 3e-2
     o3, l3 = stack.attention(q, k[:, :, :9], v[:, :, :9], None, True, 0.2)
-    o4, l4 = _attend_math(q, k[:, :, :9], v[:, :, :9], None, True, 0.2)
+    o4, l4 = attend_math(q, k[:, :, :9], v[:, :, :9], None, True, 0.2)
     assert torch.allclose(l3, l4, atol=2e-2) and (o3.float() - o4.float()).abs().max() < 3e-2

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc.measure.packed import build_packed
-from fitcalc.measure.stack import Attention, _attend_math, band_mask
+from fitcalc.edges.measure.packed import build_packed
+from fitcalc.edges.measure.stack import Attention, attend_math, band_mask
 
 pytestmark = pytest.mark.gpu
 
@@ -38,7 +38,7 @@ def test_efficient_attention_matches_math(L, S, window, causal):
     att = Attention("cuda")
     o1, l1 = att(q, k, v, mask, causal, 0.125)
     assert att.kernel == "efficient-cuda", att.fallback_reason
-    o2, l2 = _attend_math(q, k, v, mask, causal, 0.125)
+    o2, l2 = attend_math(q, k, v, mask, causal, 0.125)
     assert torch.allclose(l1, l2, atol=2e-2)
     assert (o1.float() - o2.float()).abs().max() < 3e-2
 

@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc import catalog
-from fitcalc.errors import InputError
-from fitcalc.measure.stack import Shard, Stack
-from fitcalc.measure.tracker import StorageTracker
+from fitcalc.edges import catalog
+from fitcalc.core.errors import InputError
+from fitcalc.edges.measure.stack import Shard, Stack
+from fitcalc.edges.measure.tracker import StorageTracker
 from tests.measure.tiny import tiny_gpt_oss, tiny_phi
 
 ENGINE = catalog.load_engine("torch")

@@ -25,9 +25,9 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc import catalog  # noqa: E402
-from fitcalc.measure.stack import Shard, Stack  # noqa: E402
-from fitcalc.recipes import resolve_recipe  # noqa: E402
+from fitcalc.edges import catalog  # noqa: E402
+from fitcalc.edges.measure.stack import Shard, Stack  # noqa: E402
+from fitcalc.core.recipes import resolve_recipe  # noqa: E402
 from tests.measure.tiny import tiny_gpt_oss, tiny_llama, tiny_qwen_moe  # noqa: E402
 
 ENGINE = catalog.load_engine("torch")

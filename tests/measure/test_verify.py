@@ -11,10 +11,10 @@ import yaml
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
 from fitcalc import api
-from fitcalc.estimate.weights import weights_breakdown
-from fitcalc.formats import get_format
-from fitcalc.recipes import resolve_recipe
-from fitcalc.measure.stack import Stack
+from fitcalc.core.estimate.weights import weights_breakdown
+from fitcalc.core.formats import get_format
+from fitcalc.core.recipes import resolve_recipe
+from fitcalc.edges.measure.stack import Stack
 from tests.measure.tiny import tiny_gpt_oss, tiny_llama, tiny_qwen_moe
 
 
@@ -66,7 +66,7 @@ def test_stack_storage_equals_exact_weights_per_recipe(recipe):
     """Every tensor the stack builds, summed per group, equals weights_breakdown for the recipe."""
     model = tiny_llama(2)
     rec = resolve_recipe(model, recipe)
-    from fitcalc.measure.tracker import StorageTracker
+    from fitcalc.edges.measure.tracker import StorageTracker
 
     tr = StorageTracker()
     with torch.inference_mode(), tr:
@@ -169,7 +169,7 @@ def test_stack_larger_than_ram_is_refused_up_front(runner, app):
 def test_unbuildable_architectures_are_refused():
     from tests.archs import deepseek_v3
 
-    r = subprocess.run([sys.executable, "-c", "from fitcalc.measure import check_buildable\n"
+    r = subprocess.run([sys.executable, "-c", "from fitcalc.edges.measure import check_buildable\n"
                         "from tests.archs import deepseek_v3\ncheck_buildable(deepseek_v3())"],
                        capture_output=True, text=True)
     assert "multi-head latent attention" in r.stderr
@@ -178,7 +178,7 @@ def test_unbuildable_architectures_are_refused():
 
 def test_without_torch_verify_says_how_to_install(tmp_path):
     code = ("import sys\nsys.modules['torch'] = None\n"  # an import of torch now fails as if absent
-            "from typer.testing import CliRunner\nfrom fitcalc.cli import app\n"
+            "from typer.testing import CliRunner\nfrom fitcalc.shell.cli import app\n"
             "r = CliRunner().invoke(app, ['verify', 'gpt-oss-20b', '--device', 'cpu'])\n"
             "print(r.exit_code)\nprint(r.stderr)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -188,7 +188,7 @@ def test_without_torch_verify_says_how_to_install(tmp_path):
 
 @pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"], ["fit", "gpt-oss-20b", "--gpu", "24GiB"]])
 def test_only_verify_runs_import_torch(argv):
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom fitcalc.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom fitcalc.shell.cli import app\n"
             f"r = CliRunner().invoke(app, {argv!r})\nassert r.exit_code == 0, r.output\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -197,7 +197,7 @@ def test_only_verify_runs_import_torch(argv):
 
 def test_format_layouts_are_the_checkpoint_dtypes():
     """The tensors of a packed matrix are the dtypes checkpoints store (not bf16 stand-ins)."""
-    from fitcalc.measure.packed import build_packed
+    from fitcalc.edges.measure.packed import build_packed
 
     dtypes = {fid: {k: v.dtype for k, v in build_packed(fid, 128, 256, 0, "cpu").parts.items()}
               for fid in ("mxfp4", "nvfp4", "int4-awq", "int4-gptq", "fp8-block128")}

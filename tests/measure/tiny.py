@@ -1,7 +1,7 @@
 """Tiny architectures for the measurement tests: the shapes of real families, scaled down so a
 CPU runs them in milliseconds (every dimension a multiple of the block sizes the formats need)."""
 
-from fitcalc.spec import Architecture, ModelSpec, MoE, RecipeSpec
+from fitcalc.core.spec import Architecture, ModelSpec, MoE, RecipeSpec
 
 
 def tiny_gpt_oss(layers: int = 2) -> ModelSpec:

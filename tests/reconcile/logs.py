@@ -1,5 +1,5 @@
 """Log excerpts written for the tests, in the engines' own line formats (the format strings are
-cited in fitcalc/reconcile/parsers.py). Where a test checks a residual, the figures are real ones
+cited in fitcalc/core/reconcile/parsers.py). Where a test checks a residual, the figures are real ones
 from ../shared/reference/engine-logs.yaml with their sources named; elsewhere the numbers are made
 up for the parse checks and say so."""
 

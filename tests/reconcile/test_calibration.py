@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fitcalc import calibration, calibration_store
-from fitcalc.calibration import CalibrationEntry
+from fitcalc.core import calibration
+from fitcalc.edges import calibration_store
+from fitcalc.core.calibration import CalibrationEntry
 from tests.reconcile import logs
 
 GiB = 2**30

@@ -10,11 +10,11 @@ from fractions import Fraction
 import pytest
 
 from fitcalc import api
-from fitcalc.catalog import load_engine, load_model
-from fitcalc.estimate.weights import layer_table, weights_breakdown
-from fitcalc.reconcile.compare import llama_split
-from fitcalc.recipes import resolve_recipe
-from fitcalc.spec import Device
+from fitcalc.edges.catalog import load_engine, load_model
+from fitcalc.core.estimate.weights import layer_table, weights_breakdown
+from fitcalc.core.reconcile.compare import llama_split
+from fitcalc.core.recipes import resolve_recipe
+from fitcalc.core.spec import Device
 from tests.archs import llama_3_1_8b
 from tests.reconcile import logs
 
@@ -144,7 +144,7 @@ def test_ollama_runner_residuals(write_log, llama_spec):
 
 
 def test_ollama_go_engine_rows_within_humanbytes_rounding(write_log, llama_spec):
-    from fitcalc.errors import InputError
+    from fitcalc.core.errors import InputError
 
     path = write_log(logs.OLLAMA_ENGINE)
     with pytest.raises(InputError, match="file type") as e:  # the Go engine does not print it: asked for

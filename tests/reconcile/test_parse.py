@@ -4,7 +4,7 @@ from fractions import Fraction
 
 import pytest
 
-from fitcalc.reconcile.parsers import amount, parse_lines
+from fitcalc.core.reconcile.parsers import amount, parse_lines
 from tests.reconcile import logs
 
 GiB, MiB = 2**30, 2**20

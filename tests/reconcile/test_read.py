@@ -4,8 +4,8 @@ import tracemalloc
 
 import pytest
 
-from fitcalc.errors import InputError
-from fitcalc.reconcile.read import LogReader
+from fitcalc.core.errors import InputError
+from fitcalc.edges.logfile import LogReader
 
 MiB = 2**20
 

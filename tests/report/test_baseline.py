@@ -2,9 +2,9 @@
 
 import pytest
 
-from fitcalc.errors import InputError
-from fitcalc.estimate.terms import make_term
-from fitcalc.report.baseline import compare, delta_line, diff_lines
+from fitcalc.core.errors import InputError
+from fitcalc.core.estimate.terms import make_term
+from fitcalc.core.report.baseline import compare, delta_line, diff_lines
 from tests.report.test_checks import fit, scenario
 
 GiB = 2**30

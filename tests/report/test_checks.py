@@ -2,11 +2,11 @@
 
 import pytest
 
-from fitcalc.plan import FitResult
-from fitcalc.report.checks import evaluate_assertions, has_assertions, selects, summary_line
-from fitcalc.report.matrix import Case
-from fitcalc.report.result import PlanFields, ScenarioResult
-from fitcalc.report.spec import ReportSpec, Where
+from fitcalc.core.plan import FitResult
+from fitcalc.core.report.checks import evaluate_assertions, has_assertions, selects, summary_line
+from fitcalc.core.report.matrix import Case
+from fitcalc.core.report.result import PlanFields, ScenarioResult
+from fitcalc.core.report.spec import ReportSpec, Where
 
 GiB = 2**30
 

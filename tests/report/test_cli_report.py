@@ -85,7 +85,7 @@ def test_report_does_not_import_matplotlib_or_torch_for_text_formats(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom fitcalc.cli import app\nfrom typer.testing import CliRunner\n"
+    code = ("import sys\nfrom fitcalc.shell.cli import app\nfrom typer.testing import CliRunner\n"
             f"r = CliRunner().invoke(app, ['report', {SMALL!r}, '-o', {str(tmp_path / 'r.json')!r}])\n"
             "assert r.exit_code == 0, r.output\n"
             "print('matplotlib' in sys.modules, 'torch' in sys.modules)")
@@ -264,7 +264,7 @@ def test_missing_output_folder_and_unknown_suffix(runner, app, tmp_path):
 def test_failed_render_keeps_the_previous_file(runner, app, tmp_path, monkeypatch):
     out = tmp_path / "r.md"
     out.write_text("previous report\n")
-    import fitcalc.report.writers.markdown as md
+    import fitcalc.edges.report.writers.markdown as md
 
     def boom(report):
         raise OSError(28, "No space left on device")
@@ -277,8 +277,8 @@ def test_failed_render_keeps_the_previous_file(runner, app, tmp_path, monkeypatc
 
 
 def test_write_atomic_removes_its_temporary_file_on_failure(tmp_path, monkeypatch):
-    from fitcalc.errors import InputError
-    from fitcalc.report import output
+    from fitcalc.core.errors import InputError
+    from fitcalc.edges.report import output
 
     target = tmp_path / "r.json"
     target.write_text("old")
@@ -294,7 +294,7 @@ def test_write_atomic_removes_its_temporary_file_on_failure(tmp_path, monkeypatc
 
 
 def test_written_file_has_ordinary_permissions(tmp_path):
-    from fitcalc.report import output
+    from fitcalc.edges.report import output
 
     target = tmp_path / "r.md"
     old = os.umask(0o022)

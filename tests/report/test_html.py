@@ -15,7 +15,7 @@ SMALL = ROOT / "tests" / "golden" / "report-small.yaml"
 @pytest.fixture(scope="module")
 def page() -> str:
     from fitcalc import api
-    from fitcalc.report.writers import render
+    from fitcalc.edges.report.writers import render
 
     return render(api.report(str(SMALL)), "html")
 
@@ -51,7 +51,7 @@ def test_tables_and_phone_and_print_styles(page):
 
 def test_same_report_renders_the_same_bytes():
     from fitcalc import api
-    from fitcalc.report.writers import render
+    from fitcalc.edges.report.writers import render
 
     rep = api.report(str(SMALL))
     assert render(rep, "html") == render(rep, "html")
@@ -72,7 +72,7 @@ def test_decode_speed_chart_and_column(tmp_path):
     """With catalog GPUs the page charts decode speed per GPU and lists it per scenario; a raw budget's
     bar says why it has none."""
     from fitcalc import api
-    from fitcalc.report.writers import render
+    from fitcalc.edges.report.writers import render
 
     spec = tmp_path / "speed.yaml"
     spec.write_text("models: [gpt-oss-20b]\ngpus: [rtx-4090, h100-sxm, 16GiB]\ncontexts: [8192, 32k]\n"

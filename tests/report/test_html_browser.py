@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def html_file(tmp_path_factory) -> Path:
     from fitcalc import api
-    from fitcalc.report.writers import render
+    from fitcalc.edges.report.writers import render
 
     out = tmp_path_factory.mktemp("html") / "report.html"
     out.write_text(render(api.report(str(SMALL)), "html"), encoding="utf-8")

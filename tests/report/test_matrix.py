@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from fitcalc import api
-from fitcalc.errors import SpecError
-from fitcalc.report.load import CatalogResolver, build_report
-from fitcalc.report.matrix import Case, evaluate
+from fitcalc.core.errors import SpecError
+from fitcalc.edges.report.load import CatalogResolver, build_report
+from fitcalc.core.report.matrix import Case, evaluate
 
 GiB = 2**30
 
@@ -100,7 +100,7 @@ class CountingResolver(CatalogResolver):
 
 
 def test_lookups_and_solves_happen_once(monkeypatch):
-    import fitcalc.plan as plan
+    import fitcalc.core.plan as plan
 
     solves = []
     real = plan.solve_max_context

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fitcalc import api
-from fitcalc.plan import NoFitError
-from fitcalc.report.load import build_report
+from fitcalc.core.plan import NoFitError
+from fitcalc.edges.report.load import build_report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,7 +152,7 @@ def test_json_carries_the_plan_fields(runner, app, tmp_path):
 
 @pytest.fixture
 def fresh_catalog_caches():
-    from fitcalc import catalog
+    from fitcalc.edges import catalog
 
     catalog.load_engine.cache_clear()
     catalog._name_index.cache_clear()
@@ -167,7 +167,7 @@ def test_an_engine_on_one_gpu_uses_one_of_several(tmp_path, monkeypatch, fresh_c
     layout says so."""
     import shutil
 
-    from fitcalc import catalog
+    from fitcalc.edges import catalog
 
     engines = tmp_path / "engines"
     shutil.copytree(catalog.data_dir("engine_profiles"), engines)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from fitcalc.errors import InputError, SpecError
-from fitcalc.report.load import load_spec
-from fitcalc.report.matrix import expand, matrix_size
-from fitcalc.report.spec import ReportSpec, report_spec_schema
+from fitcalc.core.errors import InputError, SpecError
+from fitcalc.edges.report.load import load_spec
+from fitcalc.core.report.matrix import expand, matrix_size
+from fitcalc.core.report.spec import ReportSpec, report_spec_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

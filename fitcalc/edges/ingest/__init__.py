@@ -1,0 +1,116 @@
+"""Turning the outside world into a ModelSpec. EDGE.
+
+``resolve_model(source)`` is the one entry point every command uses. MODEL is tried, in order:
+
+1. a local path: a folder with ``config.json`` (and ``*.safetensors`` or an index), a single
+   ``.safetensors`` file, a ``.gguf`` file, or a spec ``.yaml``;
+2. a bundled spec: its id, its ``hf_repo`` or an alias;
+3. a Hub repo id, ``org/name`` or ``org/name@revision`` (config.json and the safetensors headers
+   by range requests, never the weights).
+
+``kind`` forces one of them: ``local``, ``catalog`` or ``hub``. docs/sources.md has the details.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from fitcalc.core.errors import ModelSourceError, UnknownIdError
+from fitcalc.core.spec import ModelSpec
+
+SourceKind = Literal["auto", "catalog", "local", "hub"]
+SOURCE_KINDS = ("auto", "catalog", "local", "hub")
+
+# org/name with an optional @revision; the Hub allows letters, digits, '-', '_' and '.'.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?:@[\w./-]+)?$")
+
+
+def looks_like_hub_id(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and ".." not in text
+
+
+def resolve_model(source: str, kind: SourceKind = "auto") -> ModelSpec:
+    if kind not in SOURCE_KINDS:
+        raise ModelSourceError(f"unknown source kind {kind!r}", hint=f"use one of: {', '.join(SOURCE_KINDS)}")
+    if kind in ("auto", "local"):
+        p = Path(source).expanduser()
+        if p.exists():
+            return _local(p)
+        if kind == "local":
+            raise ModelSourceError(f"{source}: no such file or folder", hint="check the path")
+        if _looks_like_path(source):
+            raise ModelSourceError(f"{source}: no such file or folder",
+                                   hint="check the path; bundled ids are listed by `fitcalc models`")
+    if kind in ("auto", "catalog"):
+        from fitcalc.edges import catalog
+
+        try:
+            return catalog.load_model(source)
+        except UnknownIdError:
+            if kind == "catalog" or not looks_like_hub_id(source):
+                raise
+    if not looks_like_hub_id(source):
+        raise ModelSourceError(f"{source!r} is not a Hub repo id", hint="write it as org/name or org/name@revision")
+    from fitcalc.edges.ingest import hub
+
+    return hub.load_hub_model(source)
+
+
+def _looks_like_path(text: str) -> bool:
+    return (text.startswith(("/", "./", "../", "~")) or text.lower().endswith((".gguf", ".safetensors", ".yaml",
+                                                                               ".yml", ".json"))
+            or "\\" in text)
+
+
+def _local(p: Path) -> ModelSpec:
+    if p.is_dir():
+        return _folder(p)
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        from fitcalc.edges import catalog
+
+        return catalog.load_model_spec_path(p)
+    if suffix == ".gguf":
+        from fitcalc.edges.ingest import gguf
+
+        return gguf.load_gguf_model(p)
+    if suffix == ".safetensors":
+        return _safetensors_file(p)
+    if p.name == "config.json":
+        return _folder(p.parent)
+    raise ModelSourceError(f"{p}: not a model source",
+                           hint="give a folder with config.json, a .safetensors or .gguf file, or a spec .yaml")
+
+
+def _folder(folder: Path) -> ModelSpec:
+    from fitcalc.edges.ingest import hf_config, safetensors
+
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        ggufs = sorted(folder.glob("*.gguf"))
+        hint = (f"for a GGUF give the file itself, e.g. {ggufs[0]}" if ggufs
+                else "a Hugging Face checkpoint folder has config.json beside its *.safetensors")
+        raise ModelSourceError(f"{folder}: no config.json in this folder", hint=hint)
+    config = safetensors.read_json_capped(cfg_path, "config.json")
+    table = safetensors.read_folder(folder)
+    spec = hf_config.spec_from_hf(config, table, name=folder.resolve().name, source=str(folder))
+    if table is None:
+        spec = spec.model_copy(update={"warnings": [*spec.warnings, f"{folder} holds no *.safetensors: sizes are "
+                                                                      "derived from config.json, not read from headers"]})
+    return spec
+
+
+def _safetensors_file(path: Path) -> ModelSpec:
+    """One .safetensors file: its header, and the config.json beside it when there is one."""
+    from fitcalc.edges.ingest import hf_config, safetensors
+
+    table = safetensors.read_single_file(path)
+    cfg_path = path.parent / "config.json"
+    if cfg_path.is_file():
+        config = safetensors.read_json_capped(cfg_path, "config.json")
+    else:
+        config = {}
+    spec = hf_config.spec_from_hf(config, table, name=path.stem, source=str(path))
+    return spec

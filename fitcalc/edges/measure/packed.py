@@ -1,0 +1,503 @@
+"""Storage formats as real torch tensors, and their dequantize-on-the-fly kernels. EDGE (torch).
+
+Every format is built with the tensors a checkpoint of that format stores, in their dtypes and
+shapes, so the bytes the stack holds are the bytes a real load holds:
+
+  mxfp4         blocks uint8 [r, c/32, 16] + scales uint8 (E8M0) [r, c/32]    (gpt-oss *_blocks, *_scales)
+  nvfp4         weight uint8 [r, c/2] + weight_scale fp8 E4M3 [r, c/16] + weight_scale_2 fp32 + input_scale fp32
+  fp8           weight fp8 E4M3 [r, c] + weight_scale fp32 + input_scale fp32 (per tensor)
+  fp8-channel   weight fp8 E4M3 [r, c] + weight_scale fp32 [r, 1]
+  fp8-block128  weight fp8 E4M3 [r, c] + weight_scale_inv fp32 [ceil(r/128), ceil(c/128)]
+  int8          weight int8 [r, c] + weight_scale fp32 [r, 1]
+  int4-gptq     qweight int32 [c/8, r] + qzeros int32 [c/128, r/8] + scales fp16 [c/128, r] + g_idx int32 [c]
+  int4-awq      qweight int32 [c, r/8] + qzeros int32 [c/128, r/8] + scales fp16 [c/128, r]
+  nf4           weight uint8 [r*c/2, 1] + absmax fp32 [r*c/64] + quant_map fp32 [16]
+  nf4-dq        ... absmax uint8 + nested_absmax fp32 [/256] + nested_quant_map fp32 [256] + offset fp32
+  bf16/fp16/fp32/fp8-e4m3/fp8-e5m2: one tensor of that dtype
+
+(r = output features, c = input features.) ``copies`` stacks experts on a leading axis, as
+gpt-oss stores them. Dequantization writes one matrix into a compute-dtype buffer in row
+chunks, so the only large scratch is that one buffer (the ``act.dequant_scratch`` term); the
+chunk temporaries stay under ~2 MiB whatever the matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fitcalc.core.errors import InputError
+from fitcalc.core.formats import get_format
+from fitcalc.edges.measure import require_torch
+
+torch = require_torch()
+
+COMPUTE = torch.bfloat16  # the torch profile's activation dtype (activation_bytes: 2)
+
+# OCP Microscaling Formats (MX) v1.0, sec. 5.3.3, FP4 E2M1: codes 0b0000..0b1111 (sign is the
+# top bit; exponent bias 1; code 0b0001 is the subnormal 0.5). NVFP4 uses the same element type.
+E2M1_VALUES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
+E8M0_BIAS = 127  # OCP MX v1.0 sec. 5.4.1: E8M0 scale = 2^(code - 127); code 0xFF is NaN
+E8M0_NAN = 0xFF
+
+# NF4 code values: QLoRA (Dettmers et al., arXiv 2305.14314) Appendix E, as bitsandbytes ships
+# them (csrc/kernels.cu nf4_data); the first element of a pair sits in the high nibble.
+NF4_VALUES = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+              -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+              0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+              0.7229568362236023, 1.0)
+
+# AutoAWQ GEMM packing puts column order[i] of each group of 8 in nibble i (awq/utils/packing);
+# unpacking reads nibble REVERSE[j] for column j.
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+AWQ_REVERSE = (0, 4, 1, 5, 2, 6, 3, 7)
+
+_CHUNK_ELEMENTS = 1 << 18  # dequantization temporaries per step (fp32: 1 MiB)
+_E2M1_CHUNK = 1 << 19  # MXFP4 expansion: its only temporary is an int32 index per byte (1 MiB)
+# On a GPU every step is a few kernel launches and ~30 us of Python, so steps are 4x larger
+# there (temporaries of 4 MiB beside a scratch buffer of tens of MiB).
+_GPU_FACTOR = 4
+
+
+def _steps(device, elements: int) -> int:
+    return elements if torch.device(device).type == "cpu" else elements * _GPU_FACTOR
+_GROUP = 128  # GPTQ/AWQ group size (formats.py: int4-gptq, int4-awq)
+_NF4_BLOCK = 64
+
+_FLOAT_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32,
+                 "fp8-e4m3": torch.float8_e4m3fn, "fp8-e5m2": torch.float8_e5m2}
+
+
+def float_dtype(fid: str):
+    """The torch dtype of a plain float format, or None."""
+    return _FLOAT_DTYPES.get(get_format(fid).id)
+
+
+# ---------------------------------------------------------------------------------------------
+# random fill (values are random; dtypes and shapes are the format's)
+# ---------------------------------------------------------------------------------------------
+
+
+_SMALL = 1 << 16  # below this many elements, fill with the ordinary (slower, nicer) generators
+_FILL_CHUNK = 1 << 20  # int64 words per step of the fast fills (8 MiB): few parallel regions
+_INT64_SIGN = -(1 << 63)
+
+# (lane bits, exponent shift, exponent bias, largest finite exponent field) per float dtype
+_FLOAT_BITS = {torch.bfloat16: (16, 7, 127, 254), torch.float16: (16, 10, 15, 30), torch.float32: (32, 23, 127, 254),
+               torch.float8_e4m3fn: (8, 3, 7, 14), torch.float8_e5m2: (8, 2, 15, 30)}
+
+
+def _words(t):
+    """A flat int64 view of a contiguous tensor whose bytes divide into words, else None."""
+    nbytes = t.numel() * t.element_size()
+    if not t.is_contiguous() or nbytes % 8 or t.numel() < _SMALL:
+        return None
+    return t.view(-1).view(torch.uint8).view(torch.int64)
+
+
+def _random_words(w, mask: int | None = None, add: int = 0) -> None:
+    """Uniform random bits into an int64 tensor, chunk by chunk (each chunk stays in cache),
+    optionally masked and offset. random_() draws [0, 2^63), so the sign bit is filled from the
+    next bit down."""
+    for s in range(0, w.numel(), _FILL_CHUNK):
+        c = w[s:s + _FILL_CHUNK]
+        c.random_()
+        c.bitwise_xor_((c << 1).bitwise_and_(_INT64_SIGN))
+        if mask is not None:
+            c.bitwise_and_(mask).add_(add)
+
+
+def fill_normal(t, std: float, mean: float = 0.0):
+    """Random values of about ``std`` around ``mean``, in place.
+
+    Small tensors get normal values. Large float tensors (embeddings, expert stacks) get random
+    bit patterns confined to finite values of magnitude ~[std/6, 3 std) with random signs, written
+    as whole int64 words: a normal_ pass over gpt-oss's two 1.16 GB vocabulary matrices alone
+    takes ~10 s on two cores, the bit fill under 1 s. Memory is what is measured; the values only
+    need to be finite and of a sensible size (the numerical checks use small tensors)."""
+    words = _words(t) if mean == 0.0 else None
+    if words is None or t.dtype not in _FLOAT_BITS:
+        if t.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):  # no normal kernel for fp8
+            flat = t.view(-1)
+            for s in range(0, flat.numel(), _CHUNK_ELEMENTS):
+                n = min(_CHUNK_ELEMENTS, flat.numel() - s)
+                flat[s:s + n].copy_(torch.empty(n, dtype=torch.bfloat16, device=t.device).normal_(mean, std))
+            return t
+        return t.normal_(mean, std)
+    lane, shift, bias, top = _FLOAT_BITS[t.dtype]
+    base = max(1, min(top - 3, bias + round(math.log2(std / 1.5) - 1.5)))
+    mask_lane = (1 << (lane - 1)) | (3 << shift) | ((1 << shift) - 1)  # sign, 2 low exponent bits, mantissa
+    mask = add = 0
+    for k in range(64 // lane):
+        mask |= mask_lane << (k * lane)
+        add |= (base << shift) << (k * lane)
+    _random_words(words, _signed64(mask), _signed64(add))
+    return t
+
+
+def _signed64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def fill_bits(t, low: int | None = None, high: int | None = None):
+    """Uniformly random integers (packed nibbles, codes) in place; a range only for small tensors."""
+    if low is None:
+        words = _words(t)
+        if words is not None:
+            _random_words(words)
+            return t
+        info = torch.iinfo(t.dtype)
+        low, high = info.min, info.max + 1
+    return t.random_(low, high)
+
+
+def _empty(shape, dtype, device):
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _scalar(lead, value: float, device):
+    return torch.full(lead, value, dtype=torch.float32, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# one matrix (or a stack of expert matrices) in its storage format
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Packed:
+    """``copies`` matrices of ``rows x cols`` (copies=0: a single matrix) in format ``fmt``."""
+
+    fmt: str
+    rows: int
+    cols: int
+    copies: int
+    parts: dict  # name -> tensor, as the checkpoint stores them
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.parts.values())
+
+    @property
+    def is_plain(self) -> bool:
+        """Stored in the compute dtype already: used in place, no dequantization."""
+        return self.fmt == "bf16" and COMPUTE == torch.bfloat16
+
+    def part(self, name: str, index: int | None):
+        t = self.parts[name]
+        return t[index] if self.copies else t
+
+    def matrix(self, index: int | None = None, out=None):
+        """The matrix in the compute dtype: a view when plain, else dequantized into ``out`` (or a new buffer)."""
+        if self.is_plain:
+            return self.part("weight", index)
+        if out is None:
+            out = torch.empty(self.rows, self.cols, dtype=COMPUTE, device=self.parts[next(iter(self.parts))].device)
+        _DEQUANT[self.fmt](self, index, out)
+        return out
+
+
+def build_packed(fid: str, rows: int, cols: int, copies: int, device, std: float = 0.02) -> Packed:
+    """A randomly filled matrix (or ``copies`` of them) in format ``fid``, with the real storage layout."""
+    fmt = get_format(fid)
+    if fmt.id not in BUILDERS:
+        raise InputError(f"verify cannot build the storage format {fmt.id!r} ({fmt.display_name})",
+                         hint="verify builds safetensors-style formats (bf16, fp8*, mxfp4, nvfp4, int8, int4-gptq, "
+                              "int4-awq, nf4); GGUF types run in llama.cpp, not in a PyTorch stack")
+    lead = (copies,) if copies else ()
+    parts = BUILDERS[fmt.id](rows, cols, lead, device, std)
+    return Packed(fmt=fmt.id, rows=rows, cols=cols, copies=copies, parts=parts)
+
+
+def can_build(fid: str) -> bool:
+    return get_format(fid).id in BUILDERS
+
+
+def _need(cond: bool, fid: str, what: str) -> None:
+    if not cond:
+        raise InputError(f"format {fid}: {what}", hint="the checkpoint layout of this format needs it")
+
+
+# ---- builders ------------------------------------------------------------------------------
+
+
+def _b_float(fid):
+    def build(r, c, lead, dev, std):
+        return {"weight": fill_normal(_empty((*lead, r, c), _FLOAT_DTYPES[fid], dev), std)}
+    return build
+
+
+def _b_mxfp4(r, c, lead, dev, std):
+    _need(c % 32 == 0, "mxfp4", f"input dimension {c} is not a multiple of 32")
+    # scales 2^-9..2^-6 with E2M1 codes up to 6 keep weights near N(0, 0.02)'s range
+    return {"blocks": fill_bits(_empty((*lead, r, c // 32, 16), torch.uint8, dev)),
+            "scales": fill_bits(_empty((*lead, r, c // 32), torch.uint8, dev), E8M0_BIAS - 9, E8M0_BIAS - 5)}
+
+
+def _b_nvfp4(r, c, lead, dev, std):
+    _need(c % 16 == 0, "nvfp4", f"input dimension {c} is not a multiple of 16")
+    ws = fill_normal(_empty((*lead, r, c // 16), torch.float8_e4m3fn, dev), 0.25, 1.0)
+    return {"weight": fill_bits(_empty((*lead, r, c // 2), torch.uint8, dev)), "weight_scale": ws,
+            "weight_scale_2": _scalar(lead, std / 6, dev), "input_scale": _scalar(lead, 1.0, dev)}
+
+
+def _b_fp8(r, c, lead, dev, std):
+    return {"weight": fill_normal(_empty((*lead, r, c), torch.float8_e4m3fn, dev), 1.0),
+            "weight_scale": _scalar(lead, std, dev), "input_scale": _scalar(lead, 1.0, dev)}
+
+
+def _b_fp8_channel(r, c, lead, dev, std):
+    return {"weight": fill_normal(_empty((*lead, r, c), torch.float8_e4m3fn, dev), 1.0),
+            "weight_scale": _scalar((*lead, r, 1), std, dev)}
+
+
+def _b_fp8_block(r, c, lead, dev, std):
+    return {"weight": fill_normal(_empty((*lead, r, c), torch.float8_e4m3fn, dev), 1.0),
+            "weight_scale_inv": _scalar((*lead, -(-r // 128), -(-c // 128)), std, dev)}
+
+
+def _b_int8(r, c, lead, dev, std):
+    return {"weight": fill_bits(_empty((*lead, r, c), torch.int8, dev)),
+            "weight_scale": _scalar((*lead, r, 1), std / 64, dev)}
+
+
+def _b_int4_common(r, c, std, lead, dev):
+    _need(c % _GROUP == 0, "int4", f"input dimension {c} is not a multiple of {_GROUP}")
+    _need(r % 8 == 0, "int4", f"output dimension {r} is not a multiple of 8")
+    g = c // _GROUP
+    return {"qzeros": fill_bits(_empty((*lead, g, r // 8), torch.int32, dev)),
+            "scales": fill_normal(_empty((*lead, g, r), torch.float16, dev), std / 40, std / 8)}
+
+
+def _b_gptq(r, c, lead, dev, std):
+    common = _b_int4_common(r, c, std, lead, dev)
+    g_idx = (torch.arange(c, device=dev, dtype=torch.int32) // _GROUP).expand(*lead, c).contiguous()
+    return {"qweight": fill_bits(_empty((*lead, c // 8, r), torch.int32, dev)), **common, "g_idx": g_idx}
+
+
+def _b_awq(r, c, lead, dev, std):
+    common = _b_int4_common(r, c, std, lead, dev)
+    return {"qweight": fill_bits(_empty((*lead, c, r // 8), torch.int32, dev)), **common}
+
+
+def _nf4_map(lead, dev):
+    return torch.tensor(NF4_VALUES, dtype=torch.float32, device=dev).expand(*lead, 16).contiguous()
+
+
+def _b_nf4(r, c, lead, dev, std):
+    n = r * c
+    _need(n % 2 == 0, "nf4", "an odd number of weights cannot be packed two per byte")
+    return {"weight": fill_bits(_empty((*lead, n // 2, 1), torch.uint8, dev)),
+            "absmax": fill_normal(_empty((*lead, -(-n // _NF4_BLOCK)), torch.float32, dev), std / 4, 2 * std),
+            "quant_map": _nf4_map(lead, dev)}
+
+
+def _b_nf4_dq(r, c, lead, dev, std):
+    n = r * c
+    _need(n % 2 == 0, "nf4-dq", "an odd number of weights cannot be packed two per byte")
+    nblk = -(-n // _NF4_BLOCK)
+    nested_map = torch.linspace(0.0, 1.0, 256, device=dev).expand(*lead, 256).contiguous()
+    return {"weight": fill_bits(_empty((*lead, n // 2, 1), torch.uint8, dev)),
+            "absmax": fill_bits(_empty((*lead, nblk), torch.uint8, dev)),
+            "nested_absmax": _scalar((*lead, -(-nblk // 256)), 2 * std, dev),
+            "quant_map": _nf4_map(lead, dev), "nested_quant_map": nested_map,
+            "offset": _scalar(lead, 0.0, dev)}
+
+
+# ---- dequantizers (write into out [rows, cols] COMPUTE, in row chunks) ----------------------
+
+
+def _row_chunks(rows: int, cols: int, align: int = 1, elements: int = _CHUNK_ELEMENTS, device="cpu"):
+    step = max(align, (_steps(device, elements) // max(cols, 1)) // align * align)
+    for s in range(0, rows, step):
+        yield s, min(rows, s + step)
+
+
+def _d_float(p: Packed, i, out):
+    w = p.part("weight", i)
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
+        out[a:b].copy_(w[a:b])
+
+
+_PAIR_LUT: dict = {}
+
+
+def _e2m1_pairs(device):
+    """int32 table: byte -> (E2M1 low nibble, E2M1 high nibble) as two bf16 halves, so one
+    gather expands a packed byte into two compute-dtype values (low nibble = even element)."""
+    key = str(device)
+    if key not in _PAIR_LUT:
+        lut = torch.tensor(E2M1_VALUES, dtype=torch.bfloat16)
+        codes = torch.arange(256)
+        pairs = torch.stack([lut[codes & 15], lut[codes >> 4]], dim=-1).contiguous()
+        _PAIR_LUT[key] = pairs.view(torch.int32).reshape(256).to(device)
+    return _PAIR_LUT[key]
+
+
+def _e2m1_into(packed_rows, out_rows):
+    """Expand uint8 [n, c/2] of E2M1 pairs into bf16 out_rows [n, c]."""
+    lut = _e2m1_pairs(packed_rows.device)
+    dst = out_rows.view(torch.int32).reshape(-1) if COMPUTE == torch.bfloat16 else None
+    idx = packed_rows.reshape(-1).to(torch.int32)
+    if dst is not None:
+        torch.index_select(lut, 0, idx, out=dst)
+    else:  # pragma: no cover - compute dtype is bf16
+        out_rows.copy_(lut[idx.long()].view(torch.bfloat16).view(out_rows.shape))
+
+
+def e8m0_to_float(codes):
+    """E8M0 codes -> fp32 2^(code - 127), NaN for 0xFF (OCP MX v1.0 sec. 5.4.1)."""
+    v = torch.exp2(codes.to(torch.float32) - E8M0_BIAS)
+    return torch.where(codes == E8M0_NAN, torch.full_like(v, float("nan")), v)
+
+
+def _e8m0_compute(codes):
+    """E8M0 codes straight to the compute dtype, in place: codes - 127 are integers and 2^k is
+    exact in bf16 (whose exponent range is fp32's, subnormals down to 2^-133 included)."""
+    s = codes.to(COMPUTE).sub_(E8M0_BIAS).exp2_()
+    return s.masked_fill_(codes == E8M0_NAN, float("nan"))
+
+
+def _d_mxfp4(p: Packed, i, out):
+    blocks = p.part("blocks", i)
+    nb = p.cols // 32
+    # 2^k is exact in bf16 (same exponent range as fp32), and E2M1 x 2^k too: scaling in bf16
+    # rounds nothing. One scale per 32 weights: numel / 16 bytes beside the numel x 2 output.
+    scale = _e8m0_compute(p.part("scales", i)).unsqueeze(-1)
+    for a, b in _row_chunks(p.rows, p.cols, elements=_E2M1_CHUNK, device=out.device):
+        _e2m1_into(blocks[a:b], out[a:b])
+        out[a:b].view(b - a, nb, 32).mul_(scale[a:b])
+
+
+def _d_nvfp4(p: Packed, i, out):
+    w, ws, ws2 = p.part("weight", i), p.part("weight_scale", i), p.part("weight_scale_2", i)
+    nb = p.cols // 16
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
+        _e2m1_into(w[a:b], out[a:b])
+        scale = ws[a:b].to(torch.float32) * ws2
+        vals = out[a:b].view(b - a, nb, 16).to(torch.float32) * scale.unsqueeze(-1)
+        out[a:b].copy_(vals.view(b - a, p.cols))
+
+
+def _d_fp8(p: Packed, i, out):
+    w, s = p.part("weight", i), p.part("weight_scale", i)
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
+        out[a:b].copy_(w[a:b].to(torch.float32) * s)
+
+
+def _d_row_scaled(p: Packed, i, out):
+    w, s = p.part("weight", i), p.part("weight_scale", i)
+    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
+        out[a:b].copy_(w[a:b].to(torch.float32) * s[a:b])
+
+
+def _d_fp8_block(p: Packed, i, out):
+    """Tiles of 128 rows x a multiple of 128 columns, so temporaries stay within the step budget
+    however wide the matrix (a 128-row stripe of a 12288-wide down_proj would be 18 MiB of fp32)."""
+    w, s = p.part("weight", i), p.part("weight_scale_inv", i)
+    cols_step = max(128, _steps(out.device, _CHUNK_ELEMENTS) // 128 // 128 * 128)
+    for a in range(0, p.rows, 128):
+        b = min(p.rows, a + 128)
+        for c0 in range(0, p.cols, cols_step):
+            c1 = min(p.cols, c0 + cols_step)
+            scale = s[a // 128, c0 // 128: -(-c1 // 128)].repeat_interleave(128)[: c1 - c0]
+            out[a:b, c0:c1].copy_(w[a:b, c0:c1].to(torch.float32) * scale)
+
+
+_SHIFTS: dict = {}
+
+
+def _nibble_shifts(device):
+    key = str(device)
+    if key not in _SHIFTS:
+        _SHIFTS[key] = torch.arange(0, 32, 4, dtype=torch.int32, device=device)
+    return _SHIFTS[key]
+
+
+def unpack_int4_last(q, reverse: tuple[int, ...] | None = None):
+    """int32 [..., n] -> int32 [..., 8n]: nibble k of each word (bits 4k..4k+3), optionally reordered."""
+    nib = (q.unsqueeze(-1) >> _nibble_shifts(q.device)).bitwise_and_(15)
+    if reverse is not None:
+        nib = nib[..., list(reverse)]
+    return nib.reshape(*q.shape[:-1], q.shape[-1] * 8)
+
+
+def _tiles(cols: int, rows: int, device):
+    """(input range, output range) tiles: whole 128-input groups x a multiple of 8 outputs, within
+    the step budget (a group of 128 inputs across 14336 outputs alone would be 1.8 M elements)."""
+    budget = _steps(device, _CHUNK_ELEMENTS)
+    in_step = max(_GROUP, budget // max(rows, 1) // _GROUP * _GROUP)
+    out_step = rows if in_step * rows <= budget else max(8, budget // in_step // 8 * 8)
+    for a in range(0, cols, in_step):
+        for o0 in range(0, rows, out_step):
+            yield a, min(cols, a + in_step), o0, min(rows, o0 + out_step)
+
+
+def _d_gptq(p: Packed, i, out):
+    """GPTQ (AutoGPTQ checkpoint format v1): w[o, k] = scales[g, o] * (q[k, o] - (zeros[g, o] + 1)),
+    g = g_idx[k]; q packed 8 per int32 along the input dimension (qweight [in/8, out])."""
+    qw, qz, sc, gi = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i), p.part("g_idx", i)
+    shifts = _nibble_shifts(qw.device).view(1, 8, 1)
+    for a, b, o0, o1 in _tiles(p.cols, p.rows, out.device):
+        q = (qw[a // 8: b // 8, o0:o1].unsqueeze(1) >> shifts).bitwise_and_(15).reshape(b - a, o1 - o0)
+        g = gi[a:b].long()
+        z = unpack_int4_last(qz[:, o0 // 8: -(-o1 // 8)])[g]  # [b - a, outputs of the tile]
+        q.sub_(z.add_(1))
+        w = q.to(torch.float32).mul_(sc[g, o0:o1].to(torch.float32))
+        out[o0:o1, a:b].copy_(w.t())
+
+
+def _d_awq(p: Packed, i, out):
+    """AWQ GEMM: w[o, k] = scales[g, o] * (q[k, o] - zeros[g, o]), g = k // 128; q and zeros packed
+    8 per int32 along the output dimension in AWQ's interleaved nibble order."""
+    qw, qz, sc = p.part("qweight", i), p.part("qzeros", i), p.part("scales", i)
+    for a, b, o0, o1 in _tiles(p.cols, p.rows, out.device):
+        q = unpack_int4_last(qw[a:b, o0 // 8: -(-o1 // 8)], AWQ_REVERSE)  # [b - a, outputs of the tile]
+        g = torch.arange(a, b, device=qw.device) // _GROUP
+        q.sub_(unpack_int4_last(qz[:, o0 // 8: -(-o1 // 8)], AWQ_REVERSE)[g])
+        w = q.to(torch.float32).mul_(sc[g, o0:o1].to(torch.float32))
+        out[o0:o1, a:b].copy_(w.t())
+
+
+def _nf4_chunks(p: Packed, i, out, absmax_of):
+    w, qmap = p.part("weight", i).view(-1), p.part("quant_map", i)
+    flat = out.view(-1)
+    n = p.rows * p.cols
+    step = _steps(out.device, _CHUNK_ELEMENTS) // _NF4_BLOCK * _NF4_BLOCK
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        byte = w[a // 2: b // 2].to(torch.int64)
+        codes = torch.stack([byte >> 4, byte & 15], dim=-1).reshape(-1)  # high nibble first (bitsandbytes)
+        am = absmax_of(a // _NF4_BLOCK, -(-b // _NF4_BLOCK)).repeat_interleave(_NF4_BLOCK)[: b - a]
+        flat[a:b].copy_(qmap[codes] * am)
+
+
+def _d_nf4(p: Packed, i, out):
+    am = p.part("absmax", i)
+    _nf4_chunks(p, i, out, lambda s, e: am[s:e])
+
+
+def _d_nf4_dq(p: Packed, i, out):
+    """Double quantization: absmax = nested_quant_map[absmax_u8] * nested_absmax[block // 256] + offset."""
+    am, nam, nmap, off = (p.part("absmax", i), p.part("nested_absmax", i), p.part("nested_quant_map", i),
+                          p.part("offset", i))
+
+    def absmax(s, e):
+        blocks = torch.arange(s, e, device=am.device)
+        return nmap[am[s:e].long()] * nam[blocks // 256] + off
+
+    _nf4_chunks(p, i, out, absmax)
+
+
+BUILDERS = {
+    **{fid: _b_float(fid) for fid in _FLOAT_DTYPES},
+    "mxfp4": _b_mxfp4, "nvfp4": _b_nvfp4, "fp8": _b_fp8, "fp8-channel": _b_fp8_channel,
+    "fp8-block128": _b_fp8_block, "int8": _b_int8, "int4-gptq": _b_gptq, "int4-awq": _b_awq,
+    "nf4": _b_nf4, "nf4-dq": _b_nf4_dq,
+}
+_DEQUANT = {
+    **{fid: _d_float for fid in _FLOAT_DTYPES},
+    "mxfp4": _d_mxfp4, "nvfp4": _d_nvfp4, "fp8": _d_fp8, "fp8-channel": _d_row_scaled,
+    "fp8-block128": _d_fp8_block, "int8": _d_row_scaled, "int4-gptq": _d_gptq, "int4-awq": _d_awq,
+    "nf4": _d_nf4, "nf4-dq": _d_nf4_dq,
+}

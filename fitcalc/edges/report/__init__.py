@@ -1,0 +1,3 @@
+"""`fitcalc report` and `check`, the edge half: reading spec files (``load``) and writing outputs
+(``output``, ``writers``). The spec, matrix and assertions are pure: ``fitcalc.core.report``.
+"""

@@ -1,0 +1,464 @@
+"""The `fitcalc` command. SHELL: parse options, call one function of ``fitcalc.api``, render, exit.
+
+No arithmetic and no unit conversion here. Errors go through ``_ERRORS`` (one line on stderr,
+exit 1); ``FITCALC_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from fitcalc.core import exitcodes
+from fitcalc.core.errors import FitcalcError
+
+app = typer.Typer(
+    name="fitcalc",
+    help="Will this LLM fit my hardware? Exact, explained memory and disk footprints, fit plans, "
+         "and measurements that check them.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---- shared options, declared once --------------------------------------------------------
+
+ModelArg = Annotated[str, typer.Argument(
+    metavar="MODEL", help="a checkpoint folder (config.json + *.safetensors), a .safetensors or .gguf file, a spec "
+                          "YAML, a bundled id (gpt-oss-20b) or its Hub name, or a Hub repo id (org/name[@revision])")]
+RecipeOpt = Annotated[Optional[str], typer.Option(
+    "--recipe", "-r", help="storage recipe: native (default), bf16, fp8, int4-awq, nf4, q4_k_m, ... "
+                           "(`fitcalc recipes` lists them)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout and nothing else")]
+SourceOpt = Annotated[str, typer.Option(
+    "--source", help="where MODEL comes from: auto (a local path, then a bundled spec, then the Hub), "
+                     "local, catalog or hub", case_sensitive=False)]
+
+
+def _emit_json(obj: Any) -> None:
+    if hasattr(obj, "model_dump"):
+        data = obj.model_dump(mode="json")
+    elif isinstance(obj, list):
+        data = [o.model_dump(mode="json") if hasattr(o, "model_dump") else o for o in obj]
+    else:
+        data = obj
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _handled(fn: Callable) -> Callable:
+    """Turn FitcalcError into one line on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FitcalcError as e:
+            if os.environ.get("FITCALC_DEBUG"):
+                raise
+            from fitcalc.shell.render import error_line
+
+            error_line(e.one_line())
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(exitcodes.INTERRUPTED) from None
+
+    return wrapper
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+@app.command(epilog="Examples:  fitcalc size gpt-oss-20b --explain   |   fitcalc size openai/gpt-oss-120b --json"
+                    "   |   fitcalc size qwen3-8b --recipe q4_k_m   |   fitcalc size ./Qwen3-30B-A3B --check"
+                    "   |   fitcalc size model-Q4_K_M.gguf")
+@_handled
+def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
+         explain: Annotated[bool, typer.Option("--explain", help="print the derivation term by term")] = False,
+         source: SourceOpt = "auto",
+         check: Annotated[bool, typer.Option(
+             "--check", help="for a model read from files: compare the header-exact bytes with the "
+                             "architecture-derived prediction, group by group")] = False) -> None:
+    """Parameters and on-disk bytes per tensor group (GiB and GB), for a recipe."""
+    from fitcalc import api
+
+    result = api.size(model, recipe, source=source.lower(), check=check)  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(result)
+        return
+    from fitcalc.shell.render import render_size
+
+    render_size(result, explain=explain)
+
+
+ContextOpt = Annotated[Optional[str], typer.Option(
+    "--context", "-c", help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+EngineOpt = Annotated[Optional[str], typer.Option(
+    "--engine", "-e", help="auto (default: llama.cpp for GGUF recipes, else vllm), vllm, llama.cpp, ollama, "
+                           "sglang, transformers, torch")]
+KvDtypeOpt = Annotated[Optional[str], typer.Option(
+    "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
+GpuOpt = Annotated[Optional[list[str]], typer.Option(
+    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090, 'rtx 4090'), ID:COUNT (h100-sxm:8), or a budget "
+                        "(24GiB, 80GB); repeat for several. Default: detected GPUs, else popular ones")]
+
+
+CalibratedOpt = Annotated[Optional[bool], typer.Option(
+    "--calibrated/--uncalibrated", help="scale terms by residuals stored from engine logs of the same engine, "
+                                        "version family and GPU family (fitcalc reconcile --save); default: "
+                                        "on when FITCALC_CALIBRATED=1")]
+StoreOpt = Annotated[Optional[str], typer.Option(
+    "--store", help="calibration store file (default: $FITCALC_CALIBRATION, else "
+                    "$XDG_DATA_HOME/fitcalc/calibration.yaml)")]
+EngineVersionOpt = Annotated[Optional[str], typer.Option(
+    "--engine-version", help="with --calibrated: the engine version family to use (0.15, b6xxx); default: the "
+                             "newest stored")]
+
+
+@app.command(epilog="Examples:  fitcalc fit gpt-oss-20b --gpu rtx-4060-ti-16gb --engine llama.cpp   |   "
+                    "fitcalc fit gpt-oss-120b --gpu h100-sxm --context 131072 --json   |   "
+                    "fitcalc fit deepseek-r1 --gpu h200:8 --check")
+@_handled
+def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
+        engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None, json_out: JsonOpt = False,
+        check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
+        explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+        source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
+        engine_version: EngineVersionOpt = None) -> None:
+    """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
+    from fitcalc import api
+    from fitcalc.core.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    results = api.fit(model, gpu, ctx, batch, engine, kv_dtype, recipe, source=source.lower(),  # type: ignore[arg-type]
+                      calibrated=calibrated, store=store, engine_version=engine_version)
+    if json_out:
+        _emit_json(results[0] if len(results) == 1 else results)
+    else:
+        from fitcalc.shell.render import render_fit
+
+        render_fit(results, explain=explain)
+    if check and not all(r.fits for r in results):
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
+@app.command(epilog="Examples:  fitcalc reconcile vllm.log --gpu a100-40gb   |   "
+                    "fitcalc reconcile server.log --model gpt-oss-20b --set n_cpu_moe=99 --json   |   "
+                    "fitcalc reconcile ollama.log --save")
+@_handled
+def reconcile(
+    logfile: Annotated[str, typer.Argument(metavar="LOGFILE", help="an engine's start-up log (vLLM V0/V1, "
+                                                                   "llama.cpp/llama-server, Ollama)")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="the model, when the log's name for it is not in the catalog: an id, a Hub "
+                              "name or a spec YAML")] = None,
+    gpu: Annotated[Optional[str], typer.Option(
+        "--gpu", "-g", help="the GPU, when the log does not state its memory: an id (a100-40gb) or a total "
+                            "(40960MiB)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="a setting the log does not state, KEY=VALUE (n_cpu_moe=99, context=8192, tp=2, "
+                      "gpu_memory_utilization=0.95, recipe=q4_k_m); repeat for several")] = None,
+    json_out: JsonOpt = False,
+    save: Annotated[bool, typer.Option("--save", help="append the residuals to the calibration store")] = False,
+    store: StoreOpt = None,
+    source: SourceOpt = "auto",
+) -> None:
+    """Compare every memory figure an engine's log prints with fitcalc's prediction for the same settings."""
+    from fitcalc import api
+    from fitcalc.core.errors import InputError
+
+    overrides: dict[str, str] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set n_cpu_moe=99")
+        overrides[key.strip()] = value.strip()
+    result = api.reconcile(logfile, model=model, gpu=gpu, overrides=overrides, save=save, store=store,
+                           source=source.lower())  # type: ignore[arg-type]
+    if json_out:
+        _emit_json(result)
+        return
+    from fitcalc.shell.render import render_reconcile
+
+    render_reconcile(result)
+@app.command(epilog="Examples:  fitcalc plan gpt-oss-20b --gpu rtx-4060-ti-16gb   |   "
+                    "fitcalc plan gpt-oss-120b --gpu 24GiB --ram 64GiB --engine llama.cpp --context 32k   |   "
+                    "fitcalc plan deepseek-r1 --gpu h100-sxm:8 --json")
+@_handled
+def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
+         engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None,
+         ram: Annotated[Optional[str], typer.Option(
+             "--ram", help="system RAM for layers and experts kept on the CPU, e.g. 64GiB (default: detected)")] = None,
+         ram_bandwidth: Annotated[Optional[str], typer.Option(
+             "--ram-bandwidth", help="RAM bandwidth per second for the speed estimate, e.g. 89.6GB "
+                                     "(default: dual-channel DDR5-5600)")] = None,
+         tp: Annotated[Optional[int], typer.Option("--tp", help="fix the tensor-parallel size")] = None,
+         pp: Annotated[Optional[int], typer.Option("--pp", help="fix the number of pipeline stages")] = None,
+         ep: Annotated[Optional[int], typer.Option("--ep", help="fix the expert-parallel size (a multiple of --tp)")] = None,
+         gpu_layers: Annotated[Optional[int], typer.Option(
+             "--gpu-layers", "-ngl", help="fix the GPU layer slots (llama.cpp -ngl; the output layer counts)")] = None,
+         cpu_moe: Annotated[Optional[str], typer.Option(
+             "--cpu-moe", help="keep the routed experts of the first N layers in RAM, or 'all' (llama.cpp)")] = None,
+         max_gpus: Annotated[int, typer.Option(
+             "--max-gpus", help="the most GPUs of the first --gpu type to search when counting GPUs needed")] = 16,
+         prompt: Annotated[Optional[str], typer.Option(
+             "--prompt", help="prompt tokens for the prefill time and the decode depth (default: the context)")] = None,
+         json_out: JsonOpt = False,
+         check: Annotated[bool, typer.Option("--check", help="exit 3 unless the plan fits the GPUs given")] = False,
+         explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+         source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
+         engine_version: EngineVersionOpt = None) -> None:
+    """What should I run? Placement per GPU, largest context and batch, GPUs needed, best recipe,
+    CPU offload, expected speed and ready-to-paste engine flags."""
+    from fitcalc import api
+    from fitcalc.core.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    prompt_tokens = parse_count(prompt) if prompt is not None else None
+    result = api.plan(model, gpu, ram, ram_bandwidth, engine, ctx, batch, kv_dtype, recipe, tp, pp, ep, gpu_layers,
+                      cpu_moe, max_gpus, prompt_tokens, source=source.lower(),  # type: ignore[arg-type]
+                      calibrated=calibrated, store=store, engine_version=engine_version)
+    if json_out:
+        _emit_json(result)
+    else:
+        from fitcalc.shell.render import render_plan
+
+        render_plan(result, explain=explain)
+    if check and not result.fits:
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", "-d", help="where to build and measure: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")]
+LayersOpt = Annotated[Optional[str], typer.Option(
+    "--layers", "-l", help="decoder layers to build: a number or 'all' (default: the fewest that hold every kind "
+                           "of layer once, e.g. 2 for gpt-oss)")]
+ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
+    "--tolerance", "-t", help="override a tolerance: KIND=FRACTION or KIND=PERCENT%[:ABSOLUTE], KIND a term kind "
+                              "(weights, kv, act, overhead, working, peak) or a term id; repeat. e.g. act=0.3, "
+                              "peak=5%")]
+
+
+@app.command(epilog="Examples:  fitcalc verify gpt-oss-20b --device cpu --layers 2 --context 512   |   "
+                    "fitcalc verify gpt-oss-20b --device cuda --layers all --context 8192 --json   |   "
+                    "fitcalc verify llama-3.1-8b --recipe fp8 --record runs.jsonl   |   "
+                    "fitcalc verify gpt-oss-20b --device cpu --tp 2 --layers 1 --context 256   |   "
+                    "torchrun --nproc-per-node 4 -m fitcalc verify gpt-oss-20b --tp 2 --pp 2 --launcher torchrun")
+@_handled
+def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None,
+           context: Annotated[Optional[str], typer.Option(
+               "--context", "-c", help="KV tokens per sequence: a prefill of context-1 tokens and one decode step "
+                                       "(default 512)")] = None,
+           batch: BatchOpt = 1, recipe: RecipeOpt = None, kv_dtype: KvDtypeOpt = None,
+           no_embeddings: Annotated[bool, typer.Option(
+               "--no-embeddings", help="leave out the embedding and lm_head (random hidden states in, no logits)")]
+           = False,
+           tolerance: ToleranceOpt = None,
+           record: Annotated[Optional[str], typer.Option(
+               "--record", help="append one JSON line with this run (date, device, driver, versions, settings, "
+                                "predicted and measured per term) to FILE")] = None,
+           force: Annotated[bool, typer.Option(
+               "--force", help="run even when the predicted stack exceeds the free device memory or RAM")] = False,
+           seed: Annotated[int, typer.Option("--seed", help="random seed for the weights and tokens")] = 0,
+           json_out: JsonOpt = False, source: SourceOpt = "auto",
+           tp: Annotated[int, typer.Option("--tp", help="tensor-parallel ranks: heads, widths and vocabulary split "
+                                                        "as fitcalc plan places them")] = 1,
+           pp: Annotated[int, typer.Option("--pp", help="pipeline stages (layers per stage as fitcalc plan "
+                                                        "splits them)")] = 1,
+           ep: Annotated[int, typer.Option("--ep", help="expert-parallel ranks: routed experts split whole "
+                                                        "(1 or --tp)")] = 1,
+           launcher: Annotated[str, typer.Option(
+               "--launcher", help="auto: torchrun's ranks when RANK/WORLD_SIZE are set, else start tp x pp ranks "
+                                  "here (spawn); spawn; torchrun")] = "auto",
+           timeout: Annotated[float, typer.Option(
+               "--timeout", help="seconds a distributed run may take before its ranks are stopped (a hung rank "
+                                 "is named)")] = 600.0) -> None:
+    """Build MODEL's layer stack in PyTorch with the recipe's real storage formats, run a prefill and a decode
+    step, measure memory phase by phase and compare with the prediction term by term. With --tp/--pp/--ep the
+    stack runs as tp x pp ranks on torch.distributed (gloo on CPU, nccl on CUDA), each rank measured against
+    its share of the plan.
+
+    Exit codes: 0 every term within tolerance; 4 a term outside its tolerance; 5 out of memory (does not fit,
+    measured); 1 bad input, PyTorch/device missing, or a rank that died, hung or crashed (the message names it)."""
+    from fitcalc import api
+    from fitcalc.shell.render import progress_line, render_verify
+    from fitcalc.core.units import parse_count
+
+    ctx = parse_count(context) if context is not None else None
+    result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
+                        kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
+                        force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
+                        progress=progress_line, tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
+    under_torchrun = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun"
+    if under_torchrun and os.environ.get("RANK", "0") != "0":
+        pass  # every rank holds the result; rank 0 prints it
+    elif json_out:
+        _emit_json(result)
+    else:
+        render_verify(result)
+    if under_torchrun:
+        # A torchrun rank ends here without the interpreter's teardown: gloo's C++ threads torn down
+        # at exit have aborted a rank ("terminate called without an active exception") after its
+        # work was done and reported. The process group is already destroyed (api.verify).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(result.exit_code)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command(epilog="Examples:  fitcalc models   |   fitcalc models --json")
+@_handled
+def models(json_out: JsonOpt = False) -> None:
+    """List the bundled model specs with their native sizes."""
+    from fitcalc import api
+
+    rows = api.models()
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.shell.render import render_models
+
+    render_models(rows)
+
+
+@app.command(epilog="Example:  fitcalc recipes")
+@_handled
+def recipes(json_out: JsonOpt = False) -> None:
+    """List the storage recipes --recipe accepts."""
+    from fitcalc.core.recipes import GENERIC_RECIPES
+
+    rows = [{"id": "native", "description": "the checkpoint's own recipe, from the model spec"}] + [
+        {"id": r.id, "description": r.description, "rules": r.rules, "source": r.source}
+        for r in GENERIC_RECIPES.values()]
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.shell.render import console
+
+    c = console()
+    for r in rows:
+        c.print(f"[bold]{r['id']:<10}[/bold] {r['description']}")
+
+
+@app.command(epilog="Examples:  fitcalc gpus   |   fitcalc gpus --json   |   fitcalc gpus --detect   |   "
+                    "fitcalc gpus --detect --json")
+@_handled
+def gpus(json_out: JsonOpt = False,
+         detect: Annotated[bool, typer.Option(
+             "--detect", "-d", help="list this machine's GPUs and RAM instead, each matched to a profile")] = False) -> None:
+    """List the GPU profiles (memory as the driver reports it), or detect this machine's GPUs."""
+    from fitcalc import api
+
+    if detect:
+        hw = api.detect_gpus()
+        if json_out:
+            _emit_json(hw)
+            return
+        from fitcalc.shell.render import render_local_hardware
+
+        render_local_hardware(hw)
+        return
+    rows = api.gpus()
+    if json_out:
+        _emit_json(rows)
+        return
+    from fitcalc.shell.render import render_gpus
+
+    render_gpus(rows)
+SpecArg = Annotated[str, typer.Argument(metavar="SPEC.yaml", help="report spec (docs/report-spec.md)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="run a matrix larger than the spec's max_scenarios")]
+
+
+@app.command(epilog="Examples:  fitcalc report fleet.yaml -o report.html   |   fitcalc report fleet.yaml "
+                    ">> \"$GITHUB_STEP_SUMMARY\"   |   fitcalc report fleet.yaml -o sizes.json")
+@_handled
+def report(spec: SpecArg,
+           output: Annotated[Optional[str], typer.Option(
+               "--output", "-o", metavar="OUT", help="file to write (replaced whole, never half-written); "
+                                                     "default or '-': stdout")] = None,
+           fmt: Annotated[Optional[str], typer.Option(
+               "--format", "-f", help="md, html, json or yaml; default: from OUT's suffix, md on stdout")] = None,
+           yes: YesOpt = False) -> None:
+    """Render a report of every scenario in SPEC: Markdown tables, HTML with charts, or JSON/YAML."""
+    from fitcalc import api
+    from fitcalc.shell.render import SweepProgress
+    from fitcalc.edges.report.output import check_writable, pick_format, write_atomic
+    from fitcalc.edges.report.writers import FORMATS, render
+
+    kind = pick_format(output, fmt, FORMATS)
+    to_file = output is not None and output != "-"
+    if to_file:
+        check_writable(output)  # fail before the sweep, not after it
+    progress = SweepProgress()
+    try:
+        rep = api.report(spec, yes=yes, progress=progress)
+    finally:
+        progress.close()
+    text = render(rep, kind)
+    if to_file:
+        write_atomic(output, text)
+        from fitcalc.shell.render import console
+
+        console(stderr=True).print(f"wrote {output} ({kind}, {len(rep.scenarios):,} scenarios)", highlight=False)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command(epilog="Examples:  fitcalc check fleet.yaml   |   fitcalc check fleet.yaml --junit sizing.xml   |   "
+                    "fitcalc check fleet.yaml --baseline main-report.json")
+@_handled
+def check(spec: SpecArg,
+          junit: Annotated[Optional[str], typer.Option(
+              "--junit", metavar="OUT.xml", help="also write the assertions as JUnit XML")] = None,
+          baseline: Annotated[Optional[str], typer.Option(
+              "--baseline", metavar="OLD.json", help="a previous `fitcalc report -o OLD.json`: "
+                                                     "show what grew or shrank")] = None,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="print passing assertions too")] = False,
+          yes: YesOpt = False) -> None:
+    """Check SPEC's assertions: exit 0 when all hold, 3 when any fails (one line each), 1 for a bad spec."""
+    from fitcalc import api
+    from fitcalc.shell.render import SweepProgress
+    from fitcalc.core.report.baseline import diff_lines
+    from fitcalc.core.report.checks import summary_line
+    from fitcalc.edges.report.output import check_writable, write_atomic
+
+    if junit:
+        check_writable(junit)
+    progress = SweepProgress()
+    try:
+        rep, diff = api.check(spec, yes=yes, baseline=baseline, progress=progress)
+    finally:
+        progress.close()
+    lines = [a.line() for a in rep.assertions if verbose or not a.ok]
+    lines.append(summary_line(rep.assertions, len(rep.scenarios)))
+    extra = diff_lines(diff, baseline) if diff is not None and baseline else []
+    sys.stdout.write("\n".join(lines + extra) + "\n")
+    if junit:
+        from fitcalc.edges.report.writers.junit import render_junit
+
+        write_atomic(junit, render_junit(rep, extra))
+    if rep.failed:
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False) -> None:
+    if version:
+        from fitcalc import __version__
+
+        sys.stdout.write(f"fitcalc {__version__}\n")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,636 @@
+"""Rich tables and bars for the terminal. EDGE: the one place rich is used.
+
+Renderers take finished result models and a Console; they do no arithmetic beyond turning
+bytes into text through ``fitcalc.core.units``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fitcalc.core.units import format_bytes, format_params, to_unit
+
+
+def console(stderr: bool = False) -> Console:
+    width = os.environ.get("FITCALC_WIDTH")
+    return Console(stderr=stderr, width=int(width) if width else None, highlight=False,
+                   soft_wrap=False, file=sys.stderr if stderr else sys.stdout)
+
+
+def gib(n: int) -> str:
+    return format_bytes(n, "iec")
+
+
+def gb(n: int) -> str:
+    return format_bytes(n, "si")
+
+
+def error_line(message: str) -> None:
+    c = console(stderr=True)
+    c.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def warning_line(message: str) -> None:
+    c = console(stderr=True)
+    c.print(Text("warning: ", style="bold yellow") + Text(message), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# size
+# ---------------------------------------------------------------------------------------------
+
+
+def render_size(result, explain: bool = False, out: Console | None = None) -> None:
+    from fitcalc.core.sizing import format_label
+
+    c = out or console()
+    title = f"{result.display_name} — {result.recipe_name}" + (" (coarse)" if result.coarse else "")
+    t = Table(title=title, title_justify="left", show_footer=True)
+    t.add_column("group", footer="total")
+    t.add_column("params", justify="right", footer=format_params(result.params_total))
+    t.add_column("active", justify="right", footer=format_params(result.params_active))
+    t.add_column("format")
+    t.add_column("bits/w", justify="right",
+                 footer=f"{result.bits_per_weight:.3f}" if result.params_total else "")
+    t.add_column("GiB", justify="right", footer=f"{to_unit(result.disk_bytes, 'GiB'):.3f}")
+    t.add_column("GB", justify="right", footer=f"{to_unit(result.disk_bytes, 'GB'):.3f}")
+    t.add_column("share", justify="right")
+    for g in result.groups:
+        share = g.bytes / result.disk_bytes if result.disk_bytes else 0.0
+        name = g.name if g.resident else f"{g.name}*"
+        t.add_row(name, format_params(g.params), format_params(g.active_params), format_label(g.format),
+                  f"{g.bits_per_weight:.3f}", f"{to_unit(g.bytes, 'GiB'):.3f}", f"{to_unit(g.bytes, 'GB'):.3f}",
+                  f"{share:.1%}")
+    c.print(t)
+    c.print(f"on disk: {result.disk_bytes:,} bytes = {gib(result.disk_bytes)} = {gb(result.disk_bytes)}")
+    if result.resident_bytes != result.disk_bytes:
+        c.print(f"* not loaded for text inference; loaded: {result.resident_bytes:,} bytes = "
+                f"{gib(result.resident_bytes)} = {gb(result.resident_bytes)}")
+    for p in result.published:
+        shown = f"{p.published:,.0f}" if p.unit == "bytes" else f"{p.published:g}"
+        got = f"{p.computed:,.0f}" if p.unit == "bytes" else (
+            format_params(p.computed) if p.unit == "params" else f"{p.computed:.3f}")
+        if p.unit == "params":
+            shown = format_params(p.published)
+        unit = "" if p.unit == "params" else f" {p.unit}"
+        c.print(Text(f"published {p.what}: {shown}{unit}; computed {got}{unit} ({p.relative_error:+.2%}) "
+                     f"[{p.source}]", style="dim"), soft_wrap=True)
+    for n in result.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    for w in result.warnings:
+        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+    if result.check is not None:
+        render_check(result.check, c)
+    if explain:
+        c.print()
+        c.print("[bold]derivation[/bold]")
+        for line in result.explain:
+            c.print(Text(line), soft_wrap=True)
+
+
+def render_models(rows, out: Console | None = None) -> None:
+    c = out or console()
+    t = Table(title="bundled model specs", title_justify="left")
+    for col, j in (("id", "left"), ("Hub repo", "left"), ("params", "right"), ("active", "right"),
+                   ("native recipe", "left"), ("on disk", "right")):
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    for r in rows:
+        t.add_row(r.id, r.hf_repo or "", format_params(r.params_total), format_params(r.params_active),
+                  r.recipe_name, f"{gib(r.disk_bytes)} ({gb(r.disk_bytes)})")
+    c.print(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
+
+_VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red"}
+_SEGMENTS = (("weights", "blue"), ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
+
+
+def capacity_bar(terms, available: int, width: int = 60) -> Text:
+    """A stacked bar of the footprint against the device's capacity (one cell = available / width)."""
+    bar = Text()
+    used_cells = 0
+    total = sum(t.bytes for t in terms)
+    scale = max(available, total)
+    for prefix, style in _SEGMENTS:
+        n = sum(t.bytes for t in terms if t.id.split(".")[0] == prefix)
+        cells = round(n / scale * width)
+        bar.append("█" * cells, style=style)
+        used_cells += cells
+    cap_cell = round(available / scale * width)
+    if used_cells < cap_cell:
+        bar.append("░" * (cap_cell - used_cells), style="dim")
+    elif used_cells > cap_cell:
+        bar.append(f" ▲ over by {format_bytes(total - available)}", style="red")
+    return bar
+
+
+def render_fit(results, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    for r in results:
+        count = f"{r.count} × " if r.count > 1 else ""
+        head = Text(f"{r.model} on {count}{r.device}", style="bold")
+        head.append(f" — {r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
+        c.print(head, soft_wrap=True)
+        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
+        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
+                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
+                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
+        c.print(v, soft_wrap=True)
+        t = Table(show_header=True, box=None, pad_edge=False)
+        t.add_column("term")
+        t.add_column("GiB", justify="right")
+        t.add_column("MB", justify="right")
+        t.add_column("kind")
+        t.add_column("±", justify="right")
+        for term in r.terms:
+            t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
+                      f"{term.band:.0%}" if term.band else "")
+        c.print(t)
+        c.print(capacity_bar(r.terms, r.available_bytes))
+        if r.max_context is None:
+            c.print("max context: does not fit even at the smallest context", style="red")
+        else:
+            lim = " (the model's maximum)" if r.max_context_limit and r.max_context >= r.max_context_limit else ""
+            c.print(f"max context at batch {r.batch}: {r.max_context:,} tokens{lim}; KV capacity "
+                    f"{gib(r.kv_capacity_bytes)}" + (f" ≈ {r.kv_capacity_tokens:,} tokens" if r.kv_capacity_tokens
+                                                     else ""))
+        if r.calibration is not None:
+            c.print(Text(r.calibration.note, style="cyan"), soft_wrap=True)
+        for w in r.warnings:
+            c.print(Text(f"note: {w}", style="yellow"), soft_wrap=True)
+        if explain:
+            for term in r.terms:
+                c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        c.print()
+# gpus
+# ---------------------------------------------------------------------------------------------
+
+
+def _mib(n: int) -> str:
+    """MiB exactly when whole (driver totals usually are), else to one decimal."""
+    whole, rest = divmod(n, 1 << 20)
+    return f"{whole:,}" if rest == 0 else f"{n / (1 << 20):,.1f}"
+
+
+def _tflops(rates: dict, key: str) -> str:
+    v = rates.get(key)
+    return "" if v is None else f"{v:g}"
+
+
+def render_gpus(rows, out: Console | None = None) -> None:
+    c = out or console()
+    t = Table(title="GPU profiles (memory as the driver reports it; TFLOPS dense)", title_justify="left")
+    for col, j in (("id", "left"), ("name", "left"), ("reported MiB", "right"), ("GiB", "right"),
+                   ("label", "left"), ("GB/s", "right"), ("BF16", "right"), ("FP8", "right"),
+                   ("native", "left")):
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    for r in rows:
+        gib_text = f"{to_unit(r.memory_bytes, 'GiB'):.2f}"
+        if r.unified_memory:
+            gib_text += f" (GPU {to_unit(r.budget_bytes, 'GiB'):.2f})"
+        bf16 = _tflops(r.dense_tflops, "bf16") or (
+            f"fp16 {_tflops(r.dense_tflops, 'fp16')}" if "fp16" in r.dense_tflops else "")
+        t.add_row(r.id, r.display_name, _mib(r.memory_bytes), gib_text, r.marketed_memory,
+                  f"{to_unit(r.bandwidth_bytes_per_s, 'GB'):g}", bf16, _tflops(r.dense_tflops, "fp8"),
+                  ",".join(f for f in r.native_formats if f in ("fp8", "mxfp4", "nvfp4")) or "-")
+    c.print(t)
+    c.print(Text("reported = nvidia-smi memory.total, rocm-smi/SYCL bytes, or RAM for unified memory "
+                 "(GPU working set in brackets); label = the vendor's, in GB. "
+                 "`fitcalc gpus --json` has every field.", style="dim"), soft_wrap=True)
+
+
+def render_local_hardware(hw, out: Console | None = None) -> None:
+    c = out or console()
+    if hw.gpus:
+        t = Table(title="GPUs on this machine", title_justify="left")
+        for col, j in (("#", "right"), ("name", "left"), ("total MiB", "right"), ("GiB", "right"),
+                       ("free GiB", "right"), ("driver", "left"), ("CC", "left"), ("profile", "left"),
+                       ("plan budget", "right")):
+            t.add_column(col, justify=j)  # type: ignore[arg-type]
+        for g in hw.gpus:
+            free = "" if g.memory_free_bytes is None else f"{to_unit(g.memory_free_bytes, 'GiB'):.2f}"
+            t.add_row(str(g.index), g.name, _mib(g.memory_total_bytes), f"{to_unit(g.memory_total_bytes, 'GiB'):.2f}",
+                      free, g.driver_version or "", g.compute_capability or "",
+                      g.matched_profile_id or "(raw budget)", gib(g.budget_bytes))
+        c.print(t)
+        for g in hw.gpus:
+            c.print(Text(f"#{g.index}: {g.match_note}; plan budget = {g.budget_basis}", style="dim"), soft_wrap=True)
+    if hw.system_memory is not None:
+        m = hw.system_memory
+        avail = "" if m.available_bytes is None else f", {gib(m.available_bytes)} available"
+        c.print(f"system RAM: {gib(m.total_bytes)} ({gb(m.total_bytes)}){avail}")
+    for n in hw.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+def render_check(check, out: Console | None = None) -> None:
+    """Header-exact vs derived, group by group; differences highlighted."""
+    c = out or console()
+    t = Table(title=f"--check: headers of {check.source} vs the architecture ({check.recipe})", title_justify="left",
+              show_footer=True)
+    t.add_column("group", footer="total")
+    t.add_column("header bytes", justify="right", footer=f"{check.header_bytes:,}")
+    t.add_column("derived bytes", justify="right", footer=f"{check.derived_bytes:,}")
+    t.add_column("Δ bytes", justify="right", footer=f"{check.header_bytes - check.derived_bytes:+,}")
+    t.add_column("header params", justify="right", footer=f"{check.header_params:,}")
+    t.add_column("Δ params", justify="right", footer=f"{check.header_params - check.derived_params:+,}")
+    for r in check.rows:
+        style = None if r.agrees else "bold red"
+        t.add_row(r.group, f"{r.header_bytes:,}", f"{r.derived_bytes:,}", f"{r.bytes_diff:+,}",
+                  f"{r.header_params:,}", f"{r.params_diff:+,}", style=style)
+    c.print(t)
+    if check.agree:
+        c.print(Text("headers and architecture agree to the byte and the parameter in every group", style="green"))
+    else:
+        for r in check.rows:
+            if not r.agrees and r.header_formats != r.derived_formats:
+                c.print(Text(f"{r.group}: header formats {r.header_formats} vs derived {r.derived_formats}",
+                             style="yellow"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# report sweeps
+# ---------------------------------------------------------------------------------------------
+
+PROGRESS_MIN_SCENARIOS = 500  # below this a sweep takes well under a second: no bar
+
+
+class SweepProgress:
+    """A rich progress bar on stderr for a long sweep, then one line with the count and the time.
+
+    Call it as ``progress(done, total)``; it starts the bar on the first call of a sweep of at least
+    ``PROGRESS_MIN_SCENARIOS`` and stops it at ``done == total``. The bar is transient (it leaves no
+    trace in a terminal) and only drawn where stderr is a terminal; the closing line is always printed.
+    """
+
+    def __init__(self, label: str = "evaluating scenarios"):
+        self.label = label
+        self._bar = None
+        self._task = None
+        self._t0 = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if total < PROGRESS_MIN_SCENARIOS:
+            return
+        if not self._t0:
+            self._t0 = time.perf_counter()
+            c = console(stderr=True)
+            if c.is_terminal:  # elsewhere (CI logs, pipes) a bar is noise: only the closing line
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=c, transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task(self.label, total=total)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done)
+        if done >= total:
+            self.close()
+            dt = time.perf_counter() - self._t0
+            console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
+
+    def close(self) -> None:
+        """Stop the bar (also when the sweep ends in an error)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile
+# ---------------------------------------------------------------------------------------------
+
+
+def _amount(row, which: str) -> str:
+    if row.unit == "tokens":
+        v = row.logged_tokens if which == "logged" else row.predicted_tokens
+        return "" if v is None else f"{v:,} tok"
+    v = row.logged_bytes if which == "logged" else row.predicted_bytes
+    return "" if v is None else format_bytes(v, "iec", 2)
+
+
+def _device(row, engine: str) -> str:
+    if row.device is not None:
+        return row.device
+    if row.id and row.id.endswith("(file)"):
+        return "file"
+    return "per GPU" if engine == "vllm" else "all"
+
+
+def render_reconcile(result, out: Console | None = None) -> None:
+    c = out or console()
+    version = result.version or "version not printed"
+    if result.version_family and not result.version:
+        version += f"; line formats of {result.version_family}"
+    head = Text(f"{result.engine} ({version})", style="bold")
+    head.append(f" — {result.model}, recipe {result.recipe}, on {result.device}")
+    c.print(head, soft_wrap=True)
+    used = ", ".join(f"{k} {v}" for k, v in result.settings.items() if v is not None)
+    c.print(Text(f"settings: {used}; KV {result.kv_dtype}", style="dim"), soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    t.add_column("figure")
+    for col in ("device", "logged", "fitcalc", "diff", "%"):
+        t.add_column(col, justify="left" if col == "device" else "right", no_wrap=True)
+    t.add_column("fitcalc term", no_wrap=True)
+    for r in result.rows:
+        diff = ""
+        if r.diff is not None:
+            diff = f"{r.diff:+,} tok" if r.unit == "tokens" else ("+" if r.diff >= 0 else "-") + format_bytes(
+                abs(r.diff), "iec", 2)
+        pct = "" if r.diff_pct is None else f"{r.diff_pct:+.1f}%" + (" ≈" if r.within_rounding else "")
+        label = r.label + (" *" if not r.calibratable and (r.predicted_bytes or r.predicted_tokens) else "")
+        t.add_row(label, _device(r, result.engine), _amount(r, "logged"), _amount(r, "predicted"), diff, pct,
+                  r.id or "— not modelled")
+    c.print(t)
+    c.print(Text("diff = fitcalc − logged; ≈ within the rounding of the printed figure; * not kept as "
+                 "calibration", style="dim"), soft_wrap=True)
+    for a in result.assumptions:
+        c.print(Text(f"assumed: {a}", style="yellow"), soft_wrap=True)
+    for w in result.warnings:
+        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+    for n in result.notes:
+        c.print(Text(f"note: {n}", style="dim"), soft_wrap=True)
+    for r in result.rows:
+        if r.note:
+            c.print(Text(f"line {r.line} ({r.label}): {r.note}", style="dim"), soft_wrap=True)
+    if result.saved is not None:
+        c.print(f"saved {result.saved} residual(s) to {result.store}")
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+# ---------------------------------------------------------------------------------------------
+
+
+def _rate(x: float | None, unit: str) -> str:
+    if x is None:
+        return "unknown"
+    return f"{x:,.1f} {unit}" if x < 100 else f"{x:,.0f} {unit}"
+
+
+_RANK = re.compile(r",? ?rank \d+ of \d+$")
+
+
+def _same_rows(rows) -> list[tuple[int, int]]:
+    """Runs of consecutive devices that differ only by their tensor-parallel rank: (first, last)."""
+    out: list[tuple[int, int]] = []
+    for i, d in enumerate(rows):
+        if out:
+            f, _ = out[-1]
+            a = rows[f]
+            if (a.device, a.required_bytes, a.available_bytes, _RANK.sub("", a.role)) == (
+                    d.device, d.required_bytes, d.available_bytes, _RANK.sub("", d.role)):
+                out[-1] = (f, i)
+                continue
+        out.append((i, i))
+    return out
+
+
+def render_plan(plan, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    head = Text(f"{plan.model} — {plan.engine} — {plan.recipe_name} ({plan.bits_per_weight:.2f} bits/weight), "
+                f"KV {plan.kv_dtype}", style="bold")
+    c.print(head, soft_wrap=True)
+    lay = plan.layout
+    verdict = Text("FITS" if plan.fits else "DOES NOT FIT", style=_VERDICT_STYLE["fits" if plan.fits else "does not fit"])
+    verdict.append(f"  context {plan.context:,} × batch {plan.batch}" + (f" — {lay.description}" if lay else ""),
+                   style="default")
+    c.print(verdict, soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, j in (("#", "right"), ("device", "left"), ("holds", "left"), ("needs", "right"), ("of", "right"),
+                   ("headroom", "right")):
+        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    groups = _same_rows(plan.placement)
+    for first, last in groups:
+        d = plan.placement[first]
+        idx = str(d.index) if first == last else f"{d.index}-{plan.placement[last].index}"
+        role = d.role if first == last else _RANK.sub("", d.role) + f" (each of {last - first + 1} ranks)"
+        t.add_row(idx, d.device, role, gib(d.required_bytes), gib(d.available_bytes),
+                  Text(format_bytes(d.headroom_bytes), style="green" if d.fits else "red"))
+    if plan.host is not None:
+        h = plan.host
+        avail = gib(h.available_bytes) if h.available_bytes is not None else "?"
+        head_txt = format_bytes(h.headroom_bytes) if h.headroom_bytes is not None else "unchecked"
+        t.add_row("", "RAM", h.holds + (" (memory-mapped)" if h.mapped and h.weights_bytes else ""),
+                  gib(h.required_bytes), avail, Text(head_txt, style="green" if h.fits else "red"))
+    c.print(t)
+    for first, last in groups:
+        d = plan.placement[first]
+        idx = str(d.index) if first == last else f"{d.index}-{plan.placement[last].index}"
+        c.print(Text(f"  {idx:>3} ", style="dim") + capacity_bar(d.terms, d.available_bytes, width=50))
+    if plan.max_context is not None:
+        lim = " (the model's maximum)" if plan.max_context_limit and plan.max_context >= plan.max_context_limit else ""
+        c.print(f"largest context at batch {plan.batch}: {plan.max_context:,} tokens{lim}")
+    if plan.max_batch is not None:
+        bound = " (the search bound)" if plan.max_batch >= plan.max_batch_bound else ""
+        noun = "sequence" if plan.max_batch == 1 else "sequences"
+        c.print(f"largest batch at context {plan.context:,}: {plan.max_batch:,} {noun}{bound}")
+    if plan.gpus_needed is not None:
+        gl = plan.gpus_needed_layout.description if plan.gpus_needed_layout else ""
+        c.print(f"GPUs needed (whole model on GPUs, {plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): "
+                f"{plan.gpus_needed} × {plan.gpus_needed_device} ({gl})")
+    else:
+        c.print(f"GPUs needed ({plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): more than "
+                f"{plan.max_gpus} × {plan.gpus_needed_device}")
+    s = plan.speed
+    if s is not None:
+        c.print(f"speed: decode {_rate(s.decode_tokens_per_s, 'tok/s')} per sequence at depth "
+                f"{s.decode_depth_tokens:,}" + (f", {_rate(s.decode_tokens_per_s_total, 'tok/s')} for all {plan.batch}"
+                                                 if plan.batch > 1 and s.decode_tokens_per_s_total else "")
+                + (f"; prefill {s.prefill_s:,.2f} s for {s.prompt_tokens:,} tokens" if s.prefill_s is not None else ""),
+                soft_wrap=True)
+        # Ranks of one tensor-parallel group read the same bytes in the same time: one line each kind.
+        lines: dict[str, int] = {}
+        for part in s.parts:
+            line = (f"{part.where}: {format_bytes(part.bytes_per_step)} per step, {part.time_s * 1e3:.2f} ms "
+                    f"({part.bound}-bound, efficiency {part.efficiency:g})")
+            lines[line] = lines.get(line, 0) + 1
+        for line, n in lines.items():
+            c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
+    if plan.engine_flags is not None:
+        f = plan.engine_flags
+        c.print("[bold]run:[/bold]")
+        c.print(Text("  " + f.command), soft_wrap=True)
+        for k, v in f.parameters.items():
+            c.print(Text(f"  PARAMETER {k} {v}"), soft_wrap=True)
+    for info in plan.calibration:
+        c.print(Text(info.note, style="cyan"), soft_wrap=True)
+    for n in plan.notes + (plan.speed.notes if plan.speed else []):
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if explain:
+        for d in plan.placement:
+            c.print(Text(f"device {d.index} ({d.device}):", style="bold"))
+            for term in d.terms:
+                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+        if plan.host is not None:
+            c.print(Text("RAM:", style="bold"))
+            for term in plan.host.terms:
+                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify
+# ---------------------------------------------------------------------------------------------
+
+
+def _verify_table(*lead: tuple[str, str]) -> Table:
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, j in (*lead, ("term", "left"), ("predicted MiB", "right"), ("measured MiB", "right"), ("error", "right"),
+                   ("tolerance", "right"), ("", "left")):
+        t.add_column(col, justify=j, no_wrap=True)  # type: ignore[arg-type]
+    return t
+
+
+def _verify_rows(t: Table, hows: dict[str, list[str]], r, lead: list[str]) -> None:
+    """The term rows of one run (or one rank), then its working set and peak; ``hows`` collects
+    how each row was measured."""
+    for row in r.terms:
+        t.add_row(*lead, row.id, _mib(row.predicted_bytes), _mib(row.measured_bytes), _err(row.error),
+                  _tol(row.tolerance), _mark(row.ok))
+        hows.setdefault(row.how, []).append(row.id)
+    for name, chk in (("working (prefill)", r.working), ("peak", r.peak)):
+        if chk is None:
+            continue
+        t.add_row(*lead, Text(name, style="bold"), _mib(chk.predicted_bytes), _mib(chk.measured_bytes),
+                  _err(chk.error), _tol(chk.tolerance), _mark(chk.ok))
+        hows.setdefault(chk.how, []).append(name)
+
+
+def _print_hows(c: Console, hows: dict[str, list[str]]) -> None:
+    for how, ids in hows.items():
+        kinds = sorted({i.split(".")[0] + (".*" if "." in i else "") for i in ids})
+        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"), soft_wrap=True)
+
+
+def _render_verify_ranks(r, c: Console) -> None:
+    """A distributed verify: one table, every rank's terms with its rank, then each rank's working
+    set and peak against its share of the plan."""
+    s, lay = r.settings, r.layout
+    head = Text(f"{r.display_name}: {s.layers} of {s.layers_total} layers"
+                f"{'' if s.include_embeddings else ' (no embeddings)'} on {lay.world_size} ranks "
+                f"(tp {lay.tp}, pp {lay.pp}, ep {lay.ep}; {lay.backend}, {lay.launcher}"
+                f"{f', {lay.nodes} machines' if lay.nodes > 1 else ''})", style="bold")
+    head.append(f" — {r.device.name}, recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
+                f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
+                style="default")
+    c.print(head, soft_wrap=True)
+    t = _verify_table(("#", "right"))
+    hows: dict[str, list[str]] = {}
+    for k in r.ranks:
+        _verify_rows(t, hows, k, [str(k.rank)])
+        t.add_row(*[""] * 7)
+    c.print(t)
+    _print_hows(c, hows)
+    for k in r.ranks:
+        line = f"rank {k.rank} ({k.node}, {k.device.name}): {k.role}"
+        rd = k.readings
+        if k.device.kind == "cpu" and rd.get("rss_high_water"):
+            line += f"; RSS peak {gib(rd['rss_high_water'])} (+{gib(rd['rss_delta'])})"
+        if k.device.kind == "cuda" and rd.get("max_reserved"):
+            line += f"; max reserved {gib(rd['max_reserved'])}"
+        if k.timings:
+            line += "; " + ", ".join(f"{n} {v:.1f} s" for n, v in k.timings.items())
+        c.print(Text(line, style="dim"), soft_wrap=True)
+    c.print(Text(f"wall time {r.timings.get('wall', 0):.1f} s for the run (start-up included)", style="dim"))
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if r.oom is not None:
+        c.print(Text(f"DOES NOT FIT, measured: rank {r.oom.rank} ran out of memory at {r.oom.phase} with "
+                     f"{gib(r.oom.live_bytes)} of tensors live (its predicted share {gib(r.oom.predicted_bytes)}): "
+                     f"{r.oom.message}", style="bold red"), soft_wrap=True)
+    elif r.ok:
+        c.print(Text("VERIFIED: every measured term of every rank within its tolerance", style="bold green"))
+    else:
+        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"), soft_wrap=True)
+
+
+def progress_line(message: str) -> None:
+    """A phase of a long measurement, on stderr."""
+    console(stderr=True).print(Text(f"verify: {message}", style="dim"), soft_wrap=True)
+
+
+def _mib(n: int | None) -> str:
+    return "—" if n is None else f"{to_unit(n, 'MiB'):,.2f}"
+
+
+def _err(e: float | None) -> str:
+    if e is None:
+        return "—"
+    if e == float("inf"):
+        return "new"
+    return f"{e:+.2%}"
+
+
+def _mark(ok: bool | None) -> Text:
+    if ok is None:
+        return Text("·", style="dim")
+    return Text("ok", style="green") if ok else Text("OUT", style="bold red")
+
+
+def _tol(t) -> str:
+    if t is None:
+        return ""
+    s = f"±{t.relative:.0%}"
+    if t.absolute_bytes:
+        s += f" or {format_bytes(t.absolute_bytes)}"
+    return s
+
+
+def render_verify(r, out: Console | None = None) -> None:
+    c = out or console()
+    if getattr(r, "ranks", None) is not None:
+        _render_verify_ranks(r, c)
+        return
+    s = r.settings
+    head = Text(f"{r.display_name}: {s.layers} of {s.layers_total} layers"
+                f"{'' if s.include_embeddings else ' (no embeddings)'} on {r.device.name}", style="bold")
+    head.append(f" — recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
+                f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
+                style="default")
+    c.print(head, soft_wrap=True)
+    t = _verify_table()
+    hows: dict[str, list[str]] = {}
+    _verify_rows(t, hows, r, [])
+    c.print(t)
+    _print_hows(c, hows)
+    x = r.extrapolation
+    if x is not None:
+        rest = [e for e in x.terms if e.id.startswith(("weights.", "kv."))]
+        line = Text(f"whole model ({x.layers} layers): predicted {gib(x.predicted_bytes)}, extrapolated from the "
+                    f"measurement {gib(x.measured_bytes) if x.measured_bytes is not None else '—'} "
+                    f"({_err(x.error)})", style="bold")
+        c.print(line, soft_wrap=True)
+        if rest:
+            parts = [f"{e.id} {_err(e.error)}" for e in rest]
+            c.print(Text("  " + ", ".join(parts), style="dim"), soft_wrap=True)
+        if x.missing_signatures:
+            c.print(Text(f"  note: {x.note}", style="yellow"), soft_wrap=True)
+    rd = r.readings
+    if r.device.kind == "cpu" and rd.get("rss_high_water"):
+        c.print(Text(f"process RSS: {gib(rd['rss_before'])} before the stack, peak {gib(rd['rss_high_water'])} "
+                     f"(+{gib(rd['rss_delta'])}); tracked tensor peak {gib(r.peak.measured_bytes or 0)}", style="dim"),
+                soft_wrap=True)
+    if r.device.kind == "cuda" and rd.get("max_reserved"):
+        c.print(Text(f"torch.cuda: max allocated {gib(rd['max_allocated'])}, max reserved {gib(rd['max_reserved'])}",
+                     style="dim"), soft_wrap=True)
+    if r.timings:
+        c.print(Text("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()), style="dim"))
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if r.oom is not None:
+        c.print(Text(f"DOES NOT FIT, measured at {r.oom.phase}: out of memory with {gib(r.oom.live_bytes)} of tensors "
+                     f"live (predicted stack {gib(r.oom.predicted_bytes)}): {r.oom.message}", style="bold red"),
+                soft_wrap=True)
+    elif r.ok:
+        c.print(Text("VERIFIED: every measured term within its tolerance", style="bold green"))
+    else:
+        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"))
