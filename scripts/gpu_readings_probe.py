@@ -164,8 +164,9 @@ def main() -> None:
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.alarm(TIMEOUT_S)
     torch = _torch_or_exit()
-    from fitcalc.estimate import overhead as ovh
-    from fitcalc.measure import compare, harness
+    from fitcalc.core.estimate import overhead as ovh
+    from fitcalc.core.measure import compare
+    from fitcalc.edges.measure import harness
 
     i = args.device
     raw = _context(torch, harness, i)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from fitcalc import catalog
-from fitcalc.estimate import overhead as ovh
-from fitcalc.spec import Device
+from fitcalc.edges import catalog
+from fitcalc.core.estimate import overhead as ovh
+from fitcalc.core.spec import Device
 
 MiB = 1 << 20
 
@@ -54,7 +54,7 @@ def _overheads(device: Device) -> dict[str, int]:
 def test_fit_and_verify_give_the_same_overheads_on_an_h200():
     """fit/plan/report build the Device from gpu_profiles/h200.yaml; verify from what it reads on
     the card. Both go through the same overhead functions and must agree term by term."""
-    harness = pytest.importorskip("fitcalc.measure.harness")
+    harness = pytest.importorskip("fitcalc.edges.measure.harness")
     from_profile = _overheads(Device.from_profile(catalog.load_gpu("h200")))
     memory = {"nvml_total": 143_771 * MiB, "nvml_reserved": 616 * MiB, "cuda_total": 150_109_880_320}
     info = harness.DeviceInfo(kind="cuda", device="cuda:0", name="NVIDIA H200", total_bytes=150_109_880_320,

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from fitcalc.catalog import load_engine
-from fitcalc.estimate import estimate, prepare
-from fitcalc.ingest import resolve_model
-from fitcalc.measure.compare import device_need, driver_reserved, outside_torch
-from fitcalc.spec import Device, Workload
+from fitcalc.edges.catalog import load_engine
+from fitcalc.core.estimate import estimate, prepare
+from fitcalc.edges.ingest import resolve_model
+from fitcalc.core.measure.compare import device_need, driver_reserved, outside_torch
+from fitcalc.core.spec import Device, Workload
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "docs" / "validation" / "h200-2026-12-04"
@@ -44,7 +44,7 @@ HELD_OUT = {"gpt-oss-20b-L2-c16384", "gpt-oss-20b-all-c16384", "llama-3.1-8b-bf1
 NVML = {"nvml_total": 143_771 * MiB, "nvml_reserved": 616 * MiB}
 TOLERANCE = {"weights": 0.01, "kv": 0.01, "act": 0.25, "overhead": 0.15}
 # The allocator's slack depends on the order of allocations: a factor of three around the fit
-# (fitcalc.measure.compare.TERM_TOLERANCES); the peak, which holds it, is judged at 5 %.
+# (fitcalc.core.measure.compare.TERM_TOLERANCES); the peak, which holds it, is judged at 5 %.
 ALLOCATOR = 2.0
 PEAK = 0.05
 

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from fitcalc.measure.compare import device_need, driver_reserved, outside_torch
+from fitcalc.core.measure.compare import device_need, driver_reserved, outside_torch
 from tests.nvml_fake import fake_pynvml
 
 MiB = 1 << 20
@@ -103,7 +103,7 @@ def _fake(monkeypatch, used_total, processes):
 
 
 def test_nvml_reading_with_fake_nvml(monkeypatch):
-    harness = pytest.importorskip("fitcalc.measure.harness")
+    harness = pytest.importorskip("fitcalc.edges.measure.harness")
     _fake(monkeypatch, 648_347_648, {0: [(os.getpid(), 548_995_072), (1, 10 << 30)]})
     r = harness.nvml_reading(0, "context")
     assert r["nvml_total"] == NVML_TOTAL and r["nvml_reserved"] == RESERVED
@@ -114,13 +114,13 @@ def test_nvml_reading_with_fake_nvml(monkeypatch):
 
 def test_nvml_reading_in_a_container(monkeypatch):
     # A container's PID namespace: NVML lists host PIDs, this process is not among them.
-    harness = pytest.importorskip("fitcalc.measure.harness")
+    harness = pytest.importorskip("fitcalc.edges.measure.harness")
     _fake(monkeypatch, 648_347_648, {0: [(os.getpid() + 100_000, 548_995_072)]})
     r = harness.nvml_reading(0, "before")
     assert r["nvml_process_before"] is None and r["nvml_used_before"] == 648_347_648
 
 
 def test_nvml_reading_without_nvml(monkeypatch):
-    harness = pytest.importorskip("fitcalc.measure.harness")
+    harness = pytest.importorskip("fitcalc.edges.measure.harness")
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     assert harness.nvml_reading(0, "before") == {}

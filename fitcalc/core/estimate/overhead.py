@@ -53,7 +53,7 @@ def driver_reserved_draft(device: Device) -> Draft | None:
     """The driver's and firmware's reservation. [term: overhead.driver_reserved]
 
     nvidia-smi memory.reserved (NVML v2 ``reserved``) when the profile or the device gives it,
-    else 400 MiB + 0.0015 × total. verify reads it on the device (fitcalc.measure.compare.driver_reserved)."""
+    else 400 MiB + 0.0015 × total. verify reads it on the device (fitcalc.core.measure.compare.driver_reserved)."""
     if device.is_budget or device.unified_memory:
         return None
     known = device.reserved_bytes is not None

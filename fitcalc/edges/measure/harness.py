@@ -53,7 +53,7 @@ class DeviceInfo:
     compute_capability: str | None = None
     torch_version: str = ""
     host: str = ""
-    # raw device-memory readings (keys: fitcalc.measure.compare, "device memory outside torch")
+    # raw device-memory readings (keys: fitcalc.core.measure.compare, "device memory outside torch")
     memory: dict = field(default_factory=dict)
 
 
@@ -188,7 +188,7 @@ def prediction_device(info: DeviceInfo) -> Device:
     cuBLAS workspace. CPU: host RAM, where no CUDA context or cuBLAS workspace exists. MPS:
     unified memory."""
     if info.kind == "cuda":
-        from fitcalc.measure.compare import driver_reserved
+        from fitcalc.core.measure.compare import driver_reserved
 
         reserved = driver_reserved(info.memory)
         r = reserved[0] if reserved else None
