@@ -24,13 +24,15 @@ _RESERVE_SOURCE = "nvidia-smi memory.reserved captures: utkuozdemir/nvidia_gpu_e
 # local-memory (stack) reservation the driver makes for every thread that can be resident at
 # once, so it scales with SMs x resident threads per SM, not with the SM count alone:
 #     context = CONTEXT_BASE + CONTEXT_PER_THREAD x SMs x max resident threads per SM
-# Fitted on two measurements, checked on a third (docs/validation.md, "CUDA context"):
+# Fitted on two measurements, checked on a third (docs/validation.md, "Constants and the runs behind them"):
 #   fit       NVIDIA H200, 132 SMs x 2048 = 270,336 threads: 548,995,072 B (523.6 MiB), NVML
 #             used after - before context creation, driver 580.159.04, CUDA 13.0, torch 2.11.0+cu130
 #             (docs/validation/h200-2026-12-04/README.md)
-#   fit       RTX 4060 Ti, 34 SMs x 1536 = 52,224 threads: 107 MiB (llama.cpp PR #23604)
-#   held out  RTX PRO 6000 Blackwell, 188 SMs x 1536 = 288,768 threads: 555 MiB measured (llama.cpp
-#             PR #23604), 558.8 MiB predicted (+0.7 %)
+#   fit       RTX 4060 Ti, 34 SMs x 1536 = 52,224 threads: 107 MiB
+#             (https://github.com/ggml-org/llama.cpp/pull/23604; its CUDA version is not stated)
+#   held out  RTX PRO 6000 Blackwell, 188 SMs x 1536 = 288,768 threads: 555 MiB measured (the same
+#             PR), 558.8 MiB predicted (+0.7 %). llama.cpp PR #20595 gives the same range ("120-550 MB
+#             depending on GPU", tested on an RTX PRO 6000 Blackwell).
 # slope = (548,995,072 - 112,197,632) / (270,336 - 52,224) = 2,002.6 B per thread;
 # base  = 112,197,632 - 52,224 x 2,002.6 = 7,612,283 B.
 CONTEXT_PER_THREAD = 436_797_440 / 218_112
@@ -46,7 +48,7 @@ CONTEXT_DEFAULT = 287_047_680
 _CONTEXT_SOURCE = ("fitted on fitcalc's H200 run of 2026-12-04 (523.6 MiB, CUDA 13.0, torch 2.11) and "
                    "llama.cpp PR #23604 (107 MiB @ RTX 4060 Ti); held out 555 MiB @ RTX PRO 6000 "
                    "(docs/validation.md)")
-_CONTEXT_VALIDITY = "CUDA >= 11.7 with lazy module loading (CUDA 12.x and 13.0 measured)"
+_CONTEXT_VALIDITY = "CUDA >= 11.7 with lazy module loading; measured on CUDA 13.0 and llama.cpp builds"
 
 
 def driver_reserved_draft(device: Device) -> Draft | None:
