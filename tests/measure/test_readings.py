@@ -124,3 +124,39 @@ def test_nvml_reading_without_nvml(monkeypatch):
     harness = pytest.importorskip("fitcalc.edges.measure.harness")
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     assert harness.nvml_reading(0, "before") == {}
+
+
+def test_resolve_device_and_end_reading_with_fake_cuda(monkeypatch):
+    """The harness's own path, CUDA and NVML both faked: NVML is read before the context exists,
+    cudaMemGetInfo creates it, and every quantity comes out on one base (the H200 figures)."""
+    harness = pytest.importorskip("fitcalc.edges.measure.harness")
+    import types
+
+    torch = harness.torch
+    m = _fake(monkeypatch, 648_347_648, {})  # before: 616 MiB reserved + 3.25 MiB of others
+    state = {"used": 648_347_648 - GAP, "reserved": 0}  # cudaMemGetInfo's view: the gap is not in it
+
+    def mem_get_info(*_a):
+        if state["reserved"] == 0 and state["used"] < 552_402_944:  # first call creates the context
+            state["used"] = 552_402_944
+        nv_used = state["used"] + GAP
+        m._devices[0] = ("NVIDIA H200", NVML_TOTAL, NVML_TOTAL - nv_used, RESERVED, (9, 0))
+        return CUDA_TOTAL - state["used"], CUDA_TOTAL
+
+    props = types.SimpleNamespace(name="NVIDIA H200", multi_processor_count=132, major=9, minor=0)
+    for name, fn in {"is_available": lambda: True, "device_count": lambda: 1, "set_device": lambda i: None,
+                     "get_device_properties": lambda i: props, "mem_get_info": mem_get_info,
+                     "synchronize": lambda *a: None, "current_device": lambda: 0,
+                     "memory_reserved": lambda *a: state["reserved"]}.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    info = harness.resolve_device("cuda")
+    assert info.memory["nvml_used_before"] == 648_347_648 and info.memory["nvml_used_context"] == 1_197_342_720
+    assert info.memory["cuda_used_context"] == 552_402_944 and info.driver == "580.159.04"
+    state.update(used=753_729_536, reserved=35_651_584)  # after the first matmul
+    memory = harness._Counters(info).memory_end()
+    terms = {t.id: t.bytes for t in harness._outside_torch_terms(memory)}
+    assert terms == {"overhead.cuda_context": 548_995_072, "overhead.non_torch": 165_675_008,
+                     "overhead.driver_reserved": RESERVED}
+    dev = harness.prediction_device(info)
+    assert (dev.memory_bytes, dev.reserved_bytes, dev.sm_count, dev.compute_capability) == (
+        NVML_TOTAL, RESERVED, 132, "9.0")
