@@ -14,13 +14,19 @@ class NVMLError(Exception):
     pass
 
 
-def fake_pynvml(devices, driver="580.95.05", init_error=None, v2=True, bytes_names=False):
-    """A stand-in for nvidia-ml-py with the calls hardware.py makes.
+def fake_pynvml(devices, driver="580.95.05", init_error=None, v2=True, bytes_names=False, processes=None):
+    """A stand-in for nvidia-ml-py with the calls hardware.py and measure/harness.py make.
 
-    devices: list of (name, total_bytes, free_bytes, reserved_bytes, (major, minor)).
+    devices: list of (name, total_bytes, free_bytes, reserved_bytes, (major, minor)); a test may
+    replace ``m._devices[i]`` to move the readings on. As real drivers do, the v1 ``used`` counts
+    the reserved memory (total - free) and v2's leaves it out.
+    processes: {device index: [(pid, used_bytes), ...]} for nvmlDeviceGetComputeRunningProcesses.
     """
     m = types.ModuleType("pynvml")
     m.NVMLError = NVMLError
+    devices = list(devices)
+    m._devices = devices
+    m._processes = processes if processes is not None else {}
     state = {"init": 0, "shutdown": 0}
     m._state = state
 
@@ -47,6 +53,8 @@ def fake_pynvml(devices, driver="580.95.05", init_error=None, v2=True, bytes_nam
 
     m.nvmlDeviceGetMemoryInfo = mem
     m.nvmlDeviceGetCudaComputeCapability = lambda h: devices[h][4]
+    m.nvmlDeviceGetComputeRunningProcesses = lambda h: [
+        types.SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in m._processes.get(h, [])]
     if v2:
         m.nvmlMemory_v2 = 0x02000028
     return m

@@ -82,7 +82,12 @@ class OverheadRules(Strict):
     non_torch_bytes: NonNegInt = 0  # NCCL, cuBLAS handles and the like, measured by the engine
     non_torch_bytes_tp: NonNegInt = 0  # the same with tensor parallelism (NCCL buffers), when it differs
     cublas_workspace_bytes: NonNegInt = 0
+    # "pytorch": the workspace PyTorch's CublasHandlePool picks for the device's compute
+    # capability (32 MiB on sm 9.0), not the fixed cublas_workspace_bytes
+    cublas_workspace_rule: Literal["fixed", "pytorch"] = "fixed"
     allocator_slack_fraction: float = Field(default=0.0, ge=0, lt=1)  # caching-allocator fragmentation
+    # what the fraction applies to: "working" = KV + activations, "all" = everything allocated
+    allocator_slack_base: Literal["working", "all"] = "working"
 
 
 class WeightRules(Strict):

@@ -502,6 +502,7 @@ class Device(Strict):
     family: str | None = None
     vendor: str | None = None
     sm_count: PositiveInt | None = None
+    compute_capability: str | None = None  # "9.0": sizes the CUDA context and PyTorch's cuBLAS workspace
     unified_memory: bool = False
     profile_id: str | None = None
     is_budget: bool = False  # a raw budget: taken as usable as given, no driver reserve subtracted
@@ -517,6 +518,7 @@ class Device(Strict):
     def from_profile(cls, p: GpuProfile) -> Device:
         return cls(label=p.display_name, memory_bytes=p.planning_budget_bytes, reserved_bytes=p.reserved_bytes,
                    native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, sm_count=p.sm_count,
+                   compute_capability=p.compute_capability,
                    unified_memory=p.unified_memory, profile_id=p.id, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
                    dense_tflops={str(k): float(v) for k, v in p.dense_tflops.items()}, pcie_gen=p.pcie_gen)
 

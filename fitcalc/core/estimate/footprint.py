@@ -376,7 +376,7 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
                     if extra is not None:
                         out.append(extra)
     allocated = sum(d[1] for d in out[n_weights:])
-    slack = ovh.allocator_slack_draft(e, allocated)
+    slack = ovh.allocator_slack_draft(e, allocated, weights=sum(d[1] for d in out[:n_weights]))
     if slack is not None:
         out.append(slack)
     out += _overhead_drafts(p, device, share)
@@ -396,7 +396,8 @@ def _widths(p: Prepared) -> tuple[int, str, int]:
 def _overhead_drafts(p: Prepared, device: Device, share: Share) -> list[Draft]:
     """CUDA context, engine constants, driver reserve and engine reserve: they depend on the device
     and the share, not on the workload, so they are built once per (device, share) and reused."""
-    key = ("overhead", device.memory_bytes, device.reserved_bytes, device.sm_count, device.vendor,
+    key = ("overhead", device.memory_bytes, device.reserved_bytes, device.sm_count, device.compute_capability,
+           device.vendor,
            device.unified_memory, device.is_budget, device.is_host, share.key)
     cached = p._weight_cache.get(key)
     if cached is not None:

@@ -49,9 +49,16 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "weights": Tolerance(relative=0.01),
     "kv": Tolerance(relative=0.01),
     "act": Tolerance(relative=0.25, absolute_bytes=1 * MiB),
-    "overhead": Tolerance(relative=0.50, absolute_bytes=16 * MiB),
+    "overhead": Tolerance(relative=0.15, absolute_bytes=16 * MiB),
     "working": Tolerance(relative=0.25, absolute_bytes=2 * MiB),
     "peak": Tolerance(relative=0.10, absolute_bytes=2 * MiB),
+}
+# Terms judged apart from their kind. The caching allocator's slack depends on the order of
+# allocations (fragmentation), not only on their sizes: on the H200 runs it ranged over 0.75 %-3.95 %
+# of the bytes allocated around a fitted 1.32 % (engine_profiles/torch.yaml), so it is held to a
+# factor of three; what the device needs is judged by the peak, which contains it.
+TERM_TOLERANCES: dict[str, Tolerance] = {
+    "overhead.allocator": Tolerance(relative=2.0, absolute_bytes=16 * MiB),
 }
 
 _TOL_RE = re.compile(r"^\s*(?P<key>[a-z_][a-z0-9_.]*)\s*=\s*(?P<rel>[0-9.]+)\s*(?P<pct>%?)\s*"
@@ -82,6 +89,8 @@ def tolerance_for(term_id: str, overrides: dict[str, Tolerance] | None = None) -
     kind = term_id.split(".")[0]
     if kind in o:
         return o[kind]
+    if term_id in TERM_TOLERANCES:
+        return TERM_TOLERANCES[term_id]
     return DEFAULT_TOLERANCES.get(kind, DEFAULT_TOLERANCES["overhead"])
 
 
@@ -213,6 +222,83 @@ def compare(predicted: Footprint, measured: Measurement, overrides: dict[str, To
 
 
 # ---------------------------------------------------------------------------------------------
+# device memory outside torch's allocator, from raw readings
+# ---------------------------------------------------------------------------------------------
+
+# The raw readings (bytes) the harness takes, by key; any may be missing (no NVML, MIG, CPU):
+#   nvml_total, nvml_reserved        nvmlDeviceGetMemoryInfo total; v2 "reserved" (driver/firmware)
+#   nvml_used_before/_context/_end   NVML device "used" (v1: counts the reserved memory) before this
+#                                    process created its CUDA context, right after, at the end
+#   nvml_process_context/_end        NVML per-process used memory of this process (compute procs)
+#   cuda_total                       cudaMemGetInfo total (leaves the driver's reservation out)
+#   cuda_used_context/_end           cudaMemGetInfo total - free, right after the context, at the end
+#   torch_reserved_end               torch.cuda.memory_reserved() when the *_end readings were taken
+BASES = {
+    "nvml-process": "NVML per-process used memory of this process",
+    "nvml-device": "NVML device used, after - before this process's context (others must stay still)",
+    "mem-get-info": "cudaMemGetInfo used (total - free): other processes' memory on the GPU included",
+}
+
+
+class OutsideTorch(BaseModel):
+    """This process's device memory outside torch's caching allocator, all on one base."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base: str  # a key of BASES
+    context: int  # right after the CUDA context was created, before any torch allocation
+    end: int  # at the end of the run, less what torch's allocator reserved then
+    libraries: int  # end - context: cuBLAS/cuBLASLt modules and handles, lazily loaded kernels
+
+    @property
+    def how(self) -> str:
+        return BASES[self.base]
+
+
+def _have(r: dict, *keys: str) -> bool:
+    return all(r.get(k) is not None for k in keys)
+
+
+def outside_torch(r: dict) -> OutsideTorch | None:
+    """The context and the rest outside torch's allocator, each reading on the same base.
+
+    NVML per-process where the process is listed; else the NVML device counter before and after
+    (the driver's reservation is in both and cancels); else cudaMemGetInfo alone. Never one base
+    less another: NVML's used counts the driver's reservation, cudaMemGetInfo's total leaves it out.
+    """
+    reserved = r.get("torch_reserved_end") or 0
+    if _have(r, "nvml_process_context", "nvml_process_end"):
+        base, ctx, end = "nvml-process", r["nvml_process_context"], r["nvml_process_end"] - reserved
+    elif _have(r, "nvml_used_before", "nvml_used_context", "nvml_used_end"):
+        before = r["nvml_used_before"]
+        base, ctx, end = "nvml-device", r["nvml_used_context"] - before, r["nvml_used_end"] - before - reserved
+    elif _have(r, "cuda_used_context", "cuda_used_end"):
+        base, ctx, end = "mem-get-info", r["cuda_used_context"], r["cuda_used_end"] - reserved
+    else:
+        return None
+    return OutsideTorch(base=base, context=int(ctx), end=int(end), libraries=int(end - ctx))
+
+
+def driver_reserved(r: dict) -> tuple[int, str] | None:
+    """The driver's and firmware's reservation: NVML's reserved field where the driver gives it,
+    else NVML total - cudaMemGetInfo total (the same quantity seen from both APIs). Reported on
+    its own; never subtracted from the context."""
+    if r.get("nvml_reserved") is not None:
+        return int(r["nvml_reserved"]), "NVML memory.reserved"
+    if _have(r, "nvml_total", "cuda_total"):
+        return int(r["nvml_total"] - r["cuda_total"]), "NVML total - cudaMemGetInfo total"
+    return None
+
+
+def device_need(max_reserved: int, outside: OutsideTorch | None, reserved: tuple[int, str] | None) -> tuple[int, str]:
+    """What the device really needed at the run's peak: torch's reserved high-water mark, the
+    process's memory outside the allocator, and the driver's reservation."""
+    n = max_reserved + (outside.end if outside else 0) + (reserved[0] if reserved else 0)
+    how = "max_memory_reserved + outside torch (" + (outside.base if outside else "unknown") + ")"
+    return n, how + (" + driver reservation" if reserved else "")
+
+
+# ---------------------------------------------------------------------------------------------
 # extrapolation to the whole model
 # ---------------------------------------------------------------------------------------------
 
@@ -305,6 +391,6 @@ def default_layers(sigs: list[str]) -> int:
     return len(sigs)
 
 
-__all__ = ["Tolerance", "DEFAULT_TOLERANCES", "parse_tolerance", "tolerance_for", "relative_error", "MeasuredTerm",
+__all__ = ["BASES", "OutsideTorch", "outside_torch", "driver_reserved", "device_need", "Tolerance", "DEFAULT_TOLERANCES", "TERM_TOLERANCES", "parse_tolerance", "tolerance_for", "relative_error", "MeasuredTerm",
            "LayerBytes", "Measurement", "TermRow", "Check", "Comparison", "compare", "ExtrapolatedTerm",
            "Extrapolation", "extrapolate", "signatures", "default_layers"]

@@ -185,7 +185,7 @@ def run_rank(job: RankJob, rank: int, world: int, local_rank: int, local_world: 
     if nccl is not None:
         readings["nccl_bytes"] = nccl
         notes.append(f"NCCL communicators hold {nccl / 2**20:,.0f} MiB outside torch (not predicted by the torch "
-                     "profile; in the peak, not in overhead.cuda_context)")
+                     "profile; in the peak, not in overhead.non_torch)")
         measurement = _without_nccl(measurement, nccl)
     holds = Holds(layers=sorted(share.layer_set(n)), embedding=share.embedding and job.include_embeddings,
                   head=share.head, tp_rank=tp_rank, ep_rank=tp_rank if job.ep > 1 else None, stage=stage)
@@ -204,7 +204,7 @@ def run_rank(job: RankJob, rank: int, world: int, local_rank: int, local_world: 
 
 def _check_room(job: RankJob, info, predicted, rank: int, local_world: int) -> None:
     """Refuse (one line) a share predicted not to fit the memory this rank has, unless --force."""
-    need = predicted.total_bytes - predicted.by_prefix("overhead.cuda_context")
+    need = harness.still_needed(predicted)
     available = info.available_bytes // (local_world if info.kind == "cpu" else 1)  # CPU ranks share the RAM
     checked = info.kind == "cpu" and job.run_dir is not None  # fitcalc's launcher checked all ranks together
     if need > available and not job.force and not checked:
@@ -217,12 +217,13 @@ def _check_room(job: RankJob, info, predicted, rank: int, local_world: int) -> N
 
 
 def _without_nccl(measurement, nccl: int):
-    """The measured context less the NCCL communicators' memory, which the torch profile does not predict."""
+    """The memory measured outside torch beyond the context (overhead.non_torch) less the NCCL
+    communicators' memory, which the torch profile does not predict."""
     if measurement is None:
         return None
     return measurement.model_copy(update={"terms": [
         t.model_copy(update={"bytes": t.bytes - nccl, "how": t.how + " - NCCL communicators"})
-        if t.id == "overhead.cuda_context" else t for t in measurement.terms]})
+        if t.id == "overhead.non_torch" else t for t in measurement.terms]})
 
 
 __all__ = ["run_rank", "env_rank", "Status", "is_collective_error"]

@@ -5,9 +5,11 @@ chunks), ``decode`` (one step). What is read, per device:
 
   every device  live tensor storage by tag (``StorageTracker``): per-term bytes, per-phase peaks
   cuda          torch.cuda memory_allocated / max_memory_allocated / memory_reserved /
-                max_memory_reserved per phase; the process's memory outside torch (CUDA context,
-                cuBLAS handles, loaded kernels) = device used - torch reserved - used before this
-                process touched the GPU (NVML when present, else mem_get_info after init);
+                max_memory_reserved per phase; raw device readings (NVML before and right after
+                the CUDA context and at the end, per-process where NVML lists this process;
+                cudaMemGetInfo after the context and at the end) from which
+                ``compare.outside_torch`` derives the context and the libraries loaded since, each on
+                one base, and ``compare.driver_reserved`` the driver's reservation (reported apart);
                 cuBLAS workspace = allocator delta of the first matmul beyond its tensors
   cpu           RSS after each phase and the process's peak RSS (psutil, getrusage)
   mps           torch.mps current_allocated_memory / driver_allocated_memory
@@ -26,7 +28,8 @@ from dataclasses import dataclass, field
 
 from fitcalc.core.errors import MeasureUnavailable
 from fitcalc.edges.measure import require_torch
-from fitcalc.core.measure.compare import LayerBytes, MeasuredTerm, Measurement
+from fitcalc.core.measure.compare import (LayerBytes, MeasuredTerm, Measurement, device_need, driver_reserved,
+                                          outside_torch)
 from fitcalc.core.spec import Device
 
 torch = require_torch()
@@ -50,7 +53,8 @@ class DeviceInfo:
     compute_capability: str | None = None
     torch_version: str = ""
     host: str = ""
-    nvml_used_before: int | None = None  # device memory in use before this process created its context
+    # raw device-memory readings (keys: fitcalc.core.measure.compare, "device memory outside torch")
+    memory: dict = field(default_factory=dict)
 
 
 def _host() -> str:
@@ -66,12 +70,12 @@ def _host() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, torch threads {torch.get_num_threads()}, {platform.system()}"
 
 
-def _nvml_used(index: int) -> tuple[int | None, str | None]:
-    """Device memory in use (bytes) and the driver version from NVML, without a CUDA context."""
+def _nvml_handle(index: int):
+    """(pynvml, handle) of torch's device ``index`` (through CUDA_VISIBLE_DEVICES), or None."""
     try:
         import pynvml  # nvidia-ml-py
     except ImportError:
-        return None, None
+        return None
     try:
         pynvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -80,12 +84,51 @@ def _nvml_used(index: int) -> tuple[int | None, str | None]:
             ids = [v.strip() for v in visible.split(",") if v.strip()]
             if index < len(ids) and ids[index].isdigit():
                 phys = int(ids[index])
-        h = pynvml.nvmlDeviceGetHandleByIndex(phys)
-        used = int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
-        drv = pynvml.nvmlSystemGetDriverVersion()
-        return used, drv.decode() if isinstance(drv, bytes) else drv
-    except Exception:  # NVML missing, no permission, MIG: fall back to mem_get_info
-        return None, None
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(phys)
+    except Exception:  # NVML missing, no permission: the cudaMemGetInfo base is used
+        return None
+
+
+def _nvml_process_used(nv, h) -> int | None:
+    """This process's used memory as NVML lists it; None where it is not listed (a container's
+    PID namespace, MIG, drivers that report no per-process figure)."""
+    pid = os.getpid()
+    for name in ("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses"):
+        fn = getattr(nv, name, None)
+        if fn is None:
+            continue
+        try:
+            procs = fn(h)
+        except Exception:  # noqa: BLE001 - an older driver lacks the versioned call
+            continue
+        for p in procs or []:
+            used = getattr(p, "usedGpuMemory", None)
+            if getattr(p, "pid", None) == pid and isinstance(used, int) and used >= 0:
+                return used
+        return None
+    return None
+
+
+def nvml_reading(index: int, when: str) -> dict:
+    """NVML's view of device ``index`` without creating a CUDA context: ``nvml_used_<when>``
+    (v1 used, which counts the driver's reservation), ``nvml_process_<when>``, and once the total,
+    the v2 reserved field and the driver version. {} without NVML."""
+    got = _nvml_handle(index)
+    if got is None:
+        return {}
+    nv, h = got
+    out: dict = {}
+    try:
+        m = nv.nvmlDeviceGetMemoryInfo(h)
+        out = {"nvml_total": int(m.total), f"nvml_used_{when}": int(m.used)}
+        if hasattr(nv, "nvmlMemory_v2"):
+            out["nvml_reserved"] = int(nv.nvmlDeviceGetMemoryInfo(h, version=nv.nvmlMemory_v2).reserved)
+        drv = nv.nvmlSystemGetDriverVersion()
+        out["driver"] = drv.decode() if isinstance(drv, bytes) else drv
+    except Exception:  # noqa: BLE001 - what was read stays; the rest falls back to cudaMemGetInfo
+        pass
+    out[f"nvml_process_{when}"] = _nvml_process_used(nv, h)
+    return out
 
 
 def resolve_device(text: str) -> DeviceInfo:
@@ -116,14 +159,18 @@ def resolve_device(text: str) -> DeviceInfo:
         n = torch.cuda.device_count()
         if idx >= n:
             raise MeasureUnavailable(f"--device {text}: only {n} CUDA device(s) visible", hint=f"use cuda:0..cuda:{n - 1}")
-        used_before, driver = _nvml_used(idx)  # before torch creates a context on it
+        memory = nvml_reading(idx, "before")  # before torch creates a context on the device
         torch.cuda.set_device(idx)
         props = torch.cuda.get_device_properties(idx)
         free, total = torch.cuda.mem_get_info(idx)  # creates the context
+        after = nvml_reading(idx, "context")
+        memory.update({k: v for k, v in after.items() if k not in memory})
+        memory.update(cuda_total=int(total), cuda_used_context=int(total - free))
+        driver = memory.pop("driver", None)
         return DeviceInfo(kind="cuda", device=f"cuda:{idx}", name=props.name, total_bytes=int(total),
                           available_bytes=int(free), driver=driver, cuda_version=torch.version.cuda,
                           sm_count=props.multi_processor_count, compute_capability=f"{props.major}.{props.minor}",
-                          nvml_used_before=used_before, **common)
+                          memory=memory, **common)
     if want == "mps":
         if not mps_ok:
             raise MeasureUnavailable("--device mps: Metal (MPS) is not available here", hint="use --device cpu")
@@ -135,16 +182,30 @@ def resolve_device(text: str) -> DeviceInfo:
 
 
 def prediction_device(info: DeviceInfo) -> Device:
-    """The Device the prediction is made for. CUDA: the usable memory mem_get_info reports (no
-    driver reserve left to subtract) with the SM count that sizes the context. CPU: host RAM,
-    where no CUDA context or cuBLAS workspace exists. MPS: unified memory."""
+    """The Device the prediction is made for, through the same overhead code as ``fit``. CUDA:
+    the driver's total (NVML, else cudaMemGetInfo's total + the reservation) with the driver's
+    reservation read here, the SM count and compute capability that size the context and the
+    cuBLAS workspace. CPU: host RAM, where no CUDA context or cuBLAS workspace exists. MPS:
+    unified memory."""
     if info.kind == "cuda":
-        return Device(label=info.name, memory_bytes=info.total_bytes, vendor="nvidia", sm_count=info.sm_count,
-                      is_budget=True)
+        from fitcalc.core.measure.compare import driver_reserved
+
+        reserved = driver_reserved(info.memory)
+        r = reserved[0] if reserved else None
+        total = info.memory.get("nvml_total") or info.total_bytes + (r or 0)
+        return Device(label=info.name, memory_bytes=total, reserved_bytes=r, vendor="nvidia", sm_count=info.sm_count,
+                      compute_capability=info.compute_capability)
     if info.kind == "mps":
         return Device(label=info.name, memory_bytes=info.total_bytes, vendor="apple", unified_memory=True,
                       is_budget=True)
     return Device.host(info.total_bytes, info.name)
+
+
+def still_needed(predicted) -> int:
+    """What the predicted footprint still needs from the device's free memory: less the CUDA
+    context (created already) and the driver's reservation (never in cudaMemGetInfo's free)."""
+    return (predicted.total_bytes - predicted.by_prefix("overhead.cuda_context")
+            - predicted.by_prefix("overhead.driver_reserved"))
 
 
 @dataclass
@@ -231,18 +292,18 @@ class _Counters:
                        mps_driver_allocated=int(torch.mps.driver_allocated_memory()))
         return out
 
-    def non_torch(self) -> tuple[int, str] | None:
-        """Device memory of this process outside torch's allocator (CUDA context, libraries)."""
+    def memory_end(self) -> dict:
+        """The end-of-run readings on every base, with torch's reserved bytes at that moment."""
         if self.kind != "cuda":
-            return None
+            return {}
         self.sync()
         free, total = torch.cuda.mem_get_info()
-        used = int(total - free)
-        reserved = int(torch.cuda.memory_reserved())
-        before = self.info.nvml_used_before
-        if before is not None:
-            return used - reserved - before, "device used - torch reserved - used before (NVML)"
-        return used - reserved, "device used - torch reserved (no NVML: other processes' memory included)"
+        out = {k: v for k, v in self.info.memory.items()}
+        out.update(cuda_used_end=int(total - free), torch_reserved_end=int(torch.cuda.memory_reserved()))
+        index = torch.cuda.current_device()
+        end = nvml_reading(index, "end")
+        out.update(nvml_used_end=end.get("nvml_used_end"), nvml_process_end=end.get("nvml_process_end"))
+        return out
 
 
 def _cublas_workspace(info: DeviceInfo) -> int | None:
@@ -318,8 +379,8 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
                 timings[current] = round(time.perf_counter() - t0, 3)
                 phases.append({"name": current, "tracked_start_bytes": ph.start_live, "tracked_peak_bytes": ph.peak,
                                "tracked_end_bytes": ph.end_live, "seconds": timings[current], **c0, **counters.end()})
-            non_torch = counters.non_torch()
-            m = _measurement(stack, tracker, info, counters, workspace, non_torch, phases)
+            memory = counters.memory_end()
+            m = _measurement(stack, tracker, info, counters, workspace, memory, phases)
     except Exception as e:  # noqa: BLE001 - OOM is a result; anything else propagates
         if not _is_oom(e):
             raise
@@ -333,7 +394,7 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
     if stack.attention.fallback_reason:
         notes.append(f"attention ran on the math path: {stack.attention.fallback_reason}")
     readings["attention_kernel"] = stack.attention.kernel
-    _final_readings(readings, info, counters, phases)
+    _final_readings(readings, info, counters, phases, memory)
     del stack
     if info.kind == "cuda":
         torch.cuda.empty_cache()
@@ -350,7 +411,8 @@ def _out_of_memory(e: Exception, phase: str, tracker: StorageTracker, info: Devi
     return OutOfMemory(phase=phase, live_bytes=live, message=msg, readings=oom_readings)
 
 
-def _final_readings(readings: dict, info: DeviceInfo, counters: _Counters, phases: list[dict]) -> None:
+def _final_readings(readings: dict, info: DeviceInfo, counters: _Counters, phases: list[dict],
+                    memory: dict) -> None:
     """The readings taken once the run is over: RSS high-water marks on CPU, torch's maxima on CUDA."""
     if info.kind == "cpu":
         # getrusage's high-water mark is the process's: in a process that built other stacks
@@ -363,10 +425,28 @@ def _final_readings(readings: dict, info: DeviceInfo, counters: _Counters, phase
     if info.kind == "cuda":
         readings["max_reserved"] = counters.max_reserved
         readings["max_allocated"] = counters.max_allocated
+        readings["device_memory"] = memory
+
+
+def _outside_torch_terms(memory: dict) -> list[MeasuredTerm]:
+    """overhead.cuda_context, overhead.non_torch (libraries loaded since) and the driver's
+    reservation, from the raw readings; the readings behind each ride along."""
+    out: list[MeasuredTerm] = []
+    o = outside_torch(memory)
+    raw = {k: int(v) for k, v in memory.items() if isinstance(v, int)}
+    if o is not None:
+        out.append(MeasuredTerm(id="overhead.cuda_context", bytes=o.context,
+                                how=f"{o.how}, right after the context was created", readings=raw))
+        out.append(MeasuredTerm(id="overhead.non_torch", bytes=o.libraries,
+                                how=f"{o.how}, at the end less torch reserved, less the context"))
+    r = driver_reserved(memory)
+    if r is not None:
+        out.append(MeasuredTerm(id="overhead.driver_reserved", bytes=r[0], how=r[1]))
+    return out
 
 
 def _measurement(stack: Stack, tracker: StorageTracker, info: DeviceInfo, counters: _Counters,
-                 workspace: int | None, non_torch, phases: list[dict]) -> Measurement:
+                 workspace: int | None, memory: dict, phases: list[dict]) -> Measurement:
     w = tracker.phase_stats("weights")
     kv = tracker.phase_stats("kv")
     pre = tracker.phase_stats("prefill")
@@ -391,8 +471,7 @@ def _measurement(stack: Stack, tracker: StorageTracker, info: DeviceInfo, counte
     if workspace is not None:
         terms.append(MeasuredTerm(id="overhead.cublas_workspace", bytes=workspace,
                                   how="allocator delta of the first matmul beyond its tensors"))
-    if non_torch is not None:
-        terms.append(MeasuredTerm(id="overhead.cuda_context", bytes=non_torch[0], how=non_torch[1]))
+    terms += _outside_torch_terms(memory) if info.kind == "cuda" else []
     if info.kind == "cuda":
         slack = counters.max_reserved - counters.max_allocated
         terms.append(MeasuredTerm(id="overhead.allocator", bytes=slack,
@@ -406,8 +485,7 @@ def _measurement(stack: Stack, tracker: StorageTracker, info: DeviceInfo, counte
     glob = {tag: n for (tag, layer), n in tracker.by_tag_layer.items()
             if layer is None and n and tag.startswith("weights.")}
     if info.kind == "cuda":
-        peak = counters.max_reserved + (non_torch[0] if non_torch else 0)
-        how = "max_memory_reserved + memory outside torch (context, libraries)"
+        peak, how = device_need(counters.max_reserved, outside_torch(memory), driver_reserved(memory))
     else:
         peak = tracker.peak
         how = "peak of live tensor storage (tracked)" + ("" if info.kind == "cpu" else "; MPS has no peak counter")
@@ -415,4 +493,4 @@ def _measurement(stack: Stack, tracker: StorageTracker, info: DeviceInfo, counte
                        working_bytes=working, layers=layers, global_terms=glob)
 
 
-__all__ = ["DeviceInfo", "resolve_device", "prediction_device", "run", "RunResult", "OutOfMemory", "PHASES"]
+__all__ = ["DeviceInfo", "nvml_reading", "resolve_device", "still_needed", "prediction_device", "run", "RunResult", "OutOfMemory", "PHASES"]

@@ -137,7 +137,7 @@ def _verify_one_device(job: _OneDevice, device: str, progress):
     info = harness.resolve_device(device)
     dev = harness.prediction_device(info)
     predicted = estimate(job.prepared, dev, workload)
-    need = predicted.total_bytes - predicted.by_prefix("overhead.cuda_context")  # the context exists already
+    need = harness.still_needed(predicted)
     if need > info.available_bytes and not job.force:
         from fitcalc.core.errors import InputError
         from fitcalc.core.units import format_bytes
