@@ -12,16 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fitcalc.core.engines import EngineProfile, with_settings
-from fitcalc.core.errors import InputError
+from fitcalc.core.errors import FitcalcError, InputError
 from fitcalc.core.estimate import prepare
 from fitcalc.core.estimate.activations import host_output_draft
 from fitcalc.core.estimate.footprint import weight_drafts
 from fitcalc.core.estimate.kvcache import full_tokens
 from fitcalc.core.estimate.placement import Layout, assign
 from fitcalc.core.plan import FitResult, fit_device
-from fitcalc.core.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow, is_host
 from fitcalc.core.recipes import GENERIC_RECIPES
+from fitcalc.core.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow, is_host
+from fitcalc.core.reconcile.parsers import quantization_in_name
 from fitcalc.core.spec import Device, ModelSpec, Workload
+from fitcalc.core.units import format_bytes
 
 # llama_ftype_name() strings (llama.cpp src/llama-model-loader.cpp) -> fitcalc recipe ids.
 GGUF_FILE_TYPES = {
@@ -29,6 +31,19 @@ GGUF_FILE_TYPES = {
     "Q3_K - Medium": "q3_k_m", "Q2_K - Medium": "q2_k", "IQ4_XS - 4.25 bpw": "iq4_xs", "MXFP4 MoE": "mxfp4_moe",
     "BF16": "bf16", "F16": "fp16", "all F32": "fp32",
 }
+
+# Ollama's ggml.go line prints general.file_type as its fs/ggml/type.go FileType.String() does
+# ("MXFP4", "Q4_K_M", "Q8_0"; forks print "MXFP4_MOE") -> fitcalc recipe ids.
+OLLAMA_FILE_TYPES = {
+    "Q8_0": "q8_0", "Q6_K": "q6_k", "Q5_K_M": "q5_k_m", "Q4_K_M": "q4_k_m", "Q4_0": "q4_0", "Q3_K_M": "q3_k_m",
+    "Q2_K": "q2_k", "IQ4_XS": "iq4_xs", "MXFP4": "mxfp4_moe", "MXFP4_MOE": "mxfp4_moe", "BF16": "bf16",
+    "F16": "fp16", "F32": "fp32",
+}
+
+# A GGUF type read off the logged weights must come this close to them (the mmap'd CPU span may
+# hold a few GPU tensors), and the next type must be at least this many times further away.
+_GGUF_MATCH_TOLERANCE = 0.03
+_GGUF_MATCH_MARGIN = 2.0
 
 # vLLM quantization= values -> fitcalc recipe ids. None/checkpoint formats keep the spec's own recipe.
 VLLM_QUANTIZATION = {"fp8": "fp8", "awq": "int4-awq", "awq_marlin": "int4-awq", "gptq": "int4-gptq",
@@ -68,25 +83,54 @@ class Setup:
     graphs_engine: EngineProfile | None = None  # vLLM V0: graphs outside the KV budget, but logged
 
 
-def _recipe(log: ParsedLog, model: ModelSpec) -> str | None:
+def _recipe(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> tuple[str | None, str | None]:
+    """The recipe the log's settings name, and the assumption made when the log does not name one."""
     st = log.settings
     if st.recipe:
-        return st.recipe
+        return st.recipe, None
     if log.engine in ("llama.cpp", "ollama"):
         if st.file_type is None:
-            raise InputError("the log does not state the GGUF file type (print_info: file type = ...)",
-                             hint="pass --set recipe=q4_k_m (or the file's type; `fitcalc recipes` lists them)")
+            return _gguf_type_from_weights(log, model, base)
         ft = st.file_type.replace(" (guessed)", "").strip()
-        if ft not in GGUF_FILE_TYPES:
+        recipe = GGUF_FILE_TYPES.get(ft) or OLLAMA_FILE_TYPES.get(ft.upper())
+        if recipe is None:
             raise InputError(f"GGUF file type {ft!r} has no fitcalc recipe",
                              hint="pass --set recipe=ID with the closest of `fitcalc recipes`")
-        return GGUF_FILE_TYPES[ft]
-    q = (st.quantization or "").lower()
+        return recipe, None
+    q, assumed = (st.quantization or "").lower(), None
+    if not q and (named := quantization_in_name(st.model)):
+        q = named[0]
+        assumed = f"quantization not stated: {q}, from the model name's '-{named[1]}' suffix ({st.model})"
     if q and q in VLLM_QUANTIZATION and VLLM_QUANTIZATION[q] in GENERIC_RECIPES:
         native_formats = set(model.native_recipe.rules.values())
         if not any(f.startswith(VLLM_QUANTIZATION[q].split("-")[0]) for f in native_formats):
-            return VLLM_QUANTIZATION[q]
-    return None  # the checkpoint's own recipe
+            return VLLM_QUANTIZATION[q], assumed
+    return None, None  # the checkpoint's own recipe
+
+
+def _gguf_type_from_weights(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> tuple[str, str]:
+    """A log without a file type line: the GGUF type whose weights match the model buffers it prints."""
+    weights = [f for f in log.figures if f.what == "weights" and not f.engine_estimate]
+    hint = "pass --set recipe=q4_k_m (or the file's type; `fitcalc recipes` lists them)"
+    if not weights:
+        raise InputError("the log does not state the GGUF file type (print_info: file type = ...)", hint=hint)
+    logged = sum(f.value for f in weights)
+    sizes = []
+    for recipe in dict.fromkeys(GGUF_FILE_TYPES.values()):
+        try:
+            sizes.append((abs(prepare(model, recipe, base).weights.disk_bytes - logged) / logged, recipe))
+        except FitcalcError:
+            continue  # a recipe this model cannot take
+    sizes.sort()
+    if not sizes or sizes[0][0] > _GGUF_MATCH_TOLERANCE or (
+            len(sizes) > 1 and sizes[1][0] < _GGUF_MATCH_MARGIN * sizes[0][0]):
+        near = ", ".join(f"{r} {e:+.1%}" for e, r in sizes[:2])
+        raise InputError(f"the log does not state the GGUF file type, and no type's weights match the "
+                         f"{format_bytes(logged)} of model buffers it prints (nearest: {near})", hint=hint)
+    err, recipe = sizes[0]
+    lines = ", ".join(str(f.line) for f in weights)
+    return recipe, (f"GGUF file type not printed: {recipe}, whose weights come within {err:.1%} of the "
+                    f"{format_bytes(logged)} of model buffers the log prints (lines {lines})")
 
 
 def _kv_dtype(text: str | None) -> str | None:
@@ -104,12 +148,19 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
                          hint="give a spec with an architecture block (--model)")
     assumptions: list[str] = []
     used: dict = {}
-    recipe = _recipe(log, model)
+    recipe, assumed = _recipe(log, model, base)
+    if assumed:
+        assumptions.append(assumed)
     kv = _kv_dtype(st.kv_dtype)
     if log.engine == "vllm":
-        if st.context is None:
-            raise InputError("the log does not state max_model_len",
-                             hint="pass --set context=N (the --max-model-len the engine ran with)")
+        context = st.context
+        if context is None:
+            # vllm/config ModelConfig: without --max-model-len, max_model_len is the model's own
+            # maximum (_get_and_verify_max_len over the HF config's max_position_embeddings)
+            context = a.max_position_embeddings
+            assumptions.append(f"max_model_len not stated: {context:,}, the model's max_position_embeddings "
+                               "(vLLM's default)")
+            st = st.model_copy(update={"context": context})
         tp = st.tp or 1
         if st.tp is None:
             assumptions.append("tensor parallel size not stated: 1")
@@ -163,10 +214,13 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
     if fa is None:
         assumptions.append(f"flash attention not stated: the profile's {base.working.attention}")
     engine = with_settings(base, flash_attention=fa)
+    if st.swa_full:
+        # llama.cpp --swa-full (LM Studio's default): sliding-window layers keep a full-size cache
+        engine = engine.model_copy(update={"kv": engine.kv.model_copy(update={"sliding": "full"})})
     wl = Workload(context=context, batch=n_seq, kv_dtype=kv, chunk_tokens=chunk)
     used.update(n_ctx=n_ctx, n_seq_max=n_seq, context=context, n_ubatch=chunk,
                 flash_attn=fa if fa is not None else base.working.attention == "flash",
-                n_gpu_layers=st.n_gpu_layers, n_cpu_moe=st.n_cpu_moe or 0)
+                n_gpu_layers=st.n_gpu_layers, n_cpu_moe=st.n_cpu_moe or 0, swa_full=bool(st.swa_full))
     return Setup(engine=engine, workload=wl, tp=1, recipe=recipe, kv_dtype=kv, settings=used,
                  assumptions=assumptions)
 

@@ -77,6 +77,7 @@ class LogSettings(BaseModel):
     flash_attn: bool | None = None
     n_gpu_layers: int | None = None  # llama.cpp: layers offloaded, output layer counted (offloaded X/Y)
     n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: leading layers whose experts stay on the CPU
+    swa_full: bool | None = None  # llama.cpp --swa-full (LM Studio's default): sliding-window layers keep every cell
     mmap: bool | None = None
     embeddings: bool | None = None  # llama.cpp context created with embeddings (Ollama's runner: always)
     block_size: int | None = None  # vLLM KV block
