@@ -285,7 +285,7 @@ _VLLM: list[Rule] = [
     ("vllm", 'max seq len', re.compile(r"\bmodels?'s max seq len \((?P<n>\d+)\)"), _vllm_context),
     ("vllm", 'Maximum concurrency', re.compile(r"Maximum concurrency for (?P<n>[\d,]+) tokens per request"), _vllm_context),
     ("vllm", 'Using max model len', re.compile(r"Using max model len (?P<n>\d+)"), _vllm_context),
-    ("vllm", 'Available KV cache memory', re.compile(r"Available KV cache memory: (?P<v>[\d.]+) GiB"), _figure_gib("kv_capacity")),
+    ("vllm", 'Available KV cache memory', re.compile(r"Available KV cache memory: (?P<v>-?[\d.]+) GiB"), _figure_gib("kv_capacity")),
     ("vllm", 'Graph capturing finished', re.compile(r"Graph capturing finished in \d+ secs?, took (?P<v>[\d.]+) GiB"), _figure_gib("cuda_graphs")),
     ("vllm", 'CUDA graph pool memory', re.compile(r"CUDA graph pool memory: (?P<v>[\d.]+) GiB \(actual\)"), _figure_gib("cuda_graphs")),
     # gpu_worker.py (V1, debug level in most releases): the split behind the KV budget
@@ -567,7 +567,8 @@ _OLLAMA: list[Rule] = [
     ("ollama", 'Listening on', re.compile(r"Listening on .*\(version (?P<v>[^)\s]+)\)"), _ollama_version),
     ("ollama", 'inference compute', re.compile(r'msg="inference compute"(?P<rest>.*)$'), _ollama_inference),
     ("ollama", 'memory.', re.compile(r'msg="?offload(?: to \w+)?"? (?P<rest>.*memory\..*)$'), _ollama_offload),
-    ("ollama", 'starting llama server', re.compile(r'msg="starting llama server" cmd="(?P<cmd>[^"]*)"'), _ollama_start),
+    # server.go: "starting llama server" (llama runner), later "starting runner" (both engines)
+    ("ollama", 'msg="starting ', re.compile(r'msg="starting (?:llama server|runner)" cmd="(?P<cmd>[^"]*)"'), _ollama_start),
     ("ollama", 'size=', re.compile(r'msg="(?P<kind>model weights|kv cache|compute graph)"(?P<rest>.*?) '
                           r'size="(?P<v>[\d.]+) (?P<u>GiB|MiB|KiB|B)"'), _ollama_buffer),
     ("ollama", 'file_type=', re.compile(r'msg="?"? architecture=\S+ file_type=(?P<v>\w+)'), _ollama_file_type),
@@ -581,7 +582,7 @@ _MARKERS = {
     "vllm": re.compile(r"\bvLLM\b|\[(?:gpu_)?(?:model_runner|worker|gpu_worker|kv_cache_utils|executor_base)\.py"),
     "llama.cpp": re.compile(r"^(?:llama_model_loader|load_tensors|llm_load_tensors|print_info|llama_context|"
                             r"llama_kv_cache\w*|llama_new_context_with_model|ggml_cuda_init):"),
-    "ollama": re.compile(r"source=(?:server|sched|routes|runner|ggml|device)\.go:\d+|ollama_llama_server|"
+    "ollama": re.compile(r"source=(?:server|sched|routes|runner|ggml|device|backend|llama_server)\.go:\d+|ollama_llama_server|"
                          r"\bollama runner\b"),
 }
 
@@ -772,11 +773,11 @@ def _version_family(engine: EngineId | None, version: str | None, s: _State
 # Suffixes of Hub repository names for a quantized checkpoint of a base model ("Qwen/Qwen3-30B-A3B-FP8",
 # "Meta-Llama-3.1-405B-Instruct-FP8", "...-AWQ", "...-GPTQ-Int4", "...-bnb-4bit"), and the vLLM
 # quantization method each stands for (the `quantization=` value vLLM itself logs for them).
-_QUANT_SUFFIX = re.compile(r"[-_.](?P<q>fp8(?:[-_]dynamic)?|awq|gptq(?:[-_]int[48])?|bnb[-_]4bit)$", re.I)
+_QUANT_SUFFIX = re.compile(r"[-_.](?P<q>fp8(?:[-_]dynamic)?|awq|gptq(?:[-_]int[48])?|bnb[-_]4bit)$", re.IGNORECASE)
 _QUANT_METHOD = {"fp8": "fp8", "awq": "awq", "gptq": "gptq", "bnb": "bitsandbytes"}
-_GGUF_SUFFIX = re.compile(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", re.I)
+_GGUF_SUFFIX = re.compile(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", re.IGNORECASE)
 # Ollama stores models as content-addressed blobs: ".../blobs/sha256-<64 hex>" names no model.
-_BLOB = re.compile(r"(?:^|[\\/])sha256[-:][0-9a-f]{64}$", re.I)
+_BLOB = re.compile(r"(?:^|[\\/])sha256[-:][0-9a-f]{64}$", re.IGNORECASE)
 
 
 def quantization_in_name(name: str | None) -> tuple[str, str] | None:
@@ -810,7 +811,7 @@ def model_name_candidates(settings: LogSettings) -> list[str]:
         if not raw or is_blob_path(raw):
             continue
         base = _base_name(raw)
-        stem = _GGUF_SUFFIX.sub("", re.sub(r"\.gguf$", "", base, flags=re.I))
+        stem = _GGUF_SUFFIX.sub("", re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE))
         stem = _QUANT_SUFFIX.sub("", stem)
         norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
         no_vendor = re.sub(r"^meta-", "", norm)
