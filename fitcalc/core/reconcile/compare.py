@@ -20,9 +20,9 @@ from fitcalc.core.estimate.kvcache import full_tokens
 from fitcalc.core.estimate.placement import Layout, assign
 from fitcalc.core.plan import FitResult, fit_device
 from fitcalc.core.recipes import GENERIC_RECIPES
-from fitcalc.core.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow, is_host
+from fitcalc.core.reconcile.model import Figure, LogSettings, ParsedLog, ReconcileResult, ReconcileRow, is_host
 from fitcalc.core.reconcile.parsers import quantization_in_name
-from fitcalc.core.spec import Device, ModelSpec, Workload
+from fitcalc.core.spec import Architecture, Device, ModelSpec, Workload
 from fitcalc.core.units import format_bytes
 
 # llama_ftype_name() strings (llama.cpp src/llama-model-loader.cpp) -> fitcalc recipe ids.
@@ -147,55 +147,66 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
         raise InputError(f"{model.id} is a coarse spec (totals only): its terms cannot be matched to a log",
                          hint="give a spec with an architecture block (--model)")
     assumptions: list[str] = []
-    used: dict = {}
     recipe, assumed = _recipe(log, model, base)
     if assumed:
         assumptions.append(assumed)
     kv = _kv_dtype(st.kv_dtype)
     if log.engine == "vllm":
-        context = st.context
-        if context is None:
-            # vllm/config ModelConfig: without --max-model-len, max_model_len is the model's own
-            # maximum (_get_and_verify_max_len over the HF config's max_position_embeddings)
-            context = a.max_position_embeddings
-            assumptions.append(f"max_model_len not stated: {context:,}, the model's max_position_embeddings "
-                               "(vLLM's default)")
-            st = st.model_copy(update={"context": context})
-        tp = st.tp or 1
-        if st.tp is None:
-            assumptions.append("tensor parallel size not stated: 1")
-        util = st.gpu_memory_utilization
-        if util is None:
-            util = base.overhead.memory_fraction
-            assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
-        v0 = log.vllm_generation == "v0"
-        eager = bool(st.enforce_eager)
-        engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
-                               logits_rows=st.max_num_seqs)
-        graphs_engine = None
-        if v0 and not eager:
-            # V0 captured its graphs after sizing the KV cache, out of the memory left unused.
-            graphs_engine = base
-            assumptions.append("vLLM V0: CUDA graphs are captured after the KV cache is sized, so they are "
-                               "left out of the KV budget")
-        chunk = st.chunk
-        if chunk is None and v0:
-            # vllm/config.py SchedulerConfig (0.6): chunked prefill -> 2048 tokens, else max(max_model_len,
-            # 2048); engine/arg_utils.py turns chunked prefill on by default above 32K tokens.
-            chunk = 2048 if st.context > 32768 else max(st.context, 2048)
-            assumptions.append(f"max_num_batched_tokens not stated: {chunk:,} (vLLM V0's default for "
-                               f"max_model_len {st.context:,})")
-        elif chunk is None:
-            assumptions.append("max_num_batched_tokens not stated: vLLM V1's default for this GPU")
-        if st.pp and st.pp > 1:
-            assumptions.append(f"pipeline parallel size {st.pp} is not modelled: the prediction is for one "
-                               "stage holding every layer")
-        wl = Workload(context=st.context, batch=1, kv_dtype=kv, chunk_tokens=chunk)
-        used.update(context=st.context, tp=tp, gpu_memory_utilization=util, enforce_eager=eager,
-                    max_num_batched_tokens=chunk, generation=log.vllm_generation)
-        return Setup(engine=engine, workload=wl, tp=tp, recipe=recipe, kv_dtype=kv, settings=used,
-                     assumptions=assumptions, graphs_engine=graphs_engine)
-    # llama.cpp and Ollama's runner
+        return _vllm_setup(log, st, a, base, recipe, kv, assumptions)
+    return _llama_setup(st, base, recipe, kv, assumptions)
+
+
+def _vllm_setup(log: ParsedLog, st: LogSettings, a: Architecture, base: EngineProfile, recipe: str | None,
+                kv: str | None, assumptions: list[str]) -> Setup:
+    """vLLM V0 and V1: the KV budget's settings, and the defaults taken for those the log omits."""
+    used: dict = {}
+    context = st.context
+    if context is None:
+        # vllm/config ModelConfig: without --max-model-len, max_model_len is the model's own
+        # maximum (_get_and_verify_max_len over the HF config's max_position_embeddings)
+        context = a.max_position_embeddings
+        assumptions.append(f"max_model_len not stated: {context:,}, the model's max_position_embeddings "
+                           "(vLLM's default)")
+        st = st.model_copy(update={"context": context})
+    tp = st.tp or 1
+    if st.tp is None:
+        assumptions.append("tensor parallel size not stated: 1")
+    util = st.gpu_memory_utilization
+    if util is None:
+        util = base.overhead.memory_fraction
+        assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
+    v0 = log.vllm_generation == "v0"
+    eager = bool(st.enforce_eager)
+    engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
+                           logits_rows=st.max_num_seqs)
+    graphs_engine = None
+    if v0 and not eager:
+        # V0 captured its graphs after sizing the KV cache, out of the memory left unused.
+        graphs_engine = base
+        assumptions.append("vLLM V0: CUDA graphs are captured after the KV cache is sized, so they are "
+                           "left out of the KV budget")
+    chunk = st.chunk
+    if chunk is None and v0:
+        # vllm/config.py SchedulerConfig (0.6): chunked prefill -> 2048 tokens, else max(max_model_len,
+        # 2048); engine/arg_utils.py turns chunked prefill on by default above 32K tokens.
+        chunk = 2048 if st.context > 32768 else max(st.context, 2048)
+        assumptions.append(f"max_num_batched_tokens not stated: {chunk:,} (vLLM V0's default for "
+                           f"max_model_len {st.context:,})")
+    elif chunk is None:
+        assumptions.append("max_num_batched_tokens not stated: vLLM V1's default for this GPU")
+    if st.pp and st.pp > 1:
+        assumptions.append(f"pipeline parallel size {st.pp} is not modelled: the prediction is for one "
+                           "stage holding every layer")
+    wl = Workload(context=st.context, batch=1, kv_dtype=kv, chunk_tokens=chunk)
+    used.update(context=st.context, tp=tp, gpu_memory_utilization=util, enforce_eager=eager,
+                max_num_batched_tokens=chunk, generation=log.vllm_generation)
+    return Setup(engine=engine, workload=wl, tp=tp, recipe=recipe, kv_dtype=kv, settings=used,
+                 assumptions=assumptions, graphs_engine=graphs_engine)
+
+
+def _llama_setup(st: LogSettings, base: EngineProfile, recipe: str | None, kv: str | None, assumptions: list[str]) -> Setup:
+    """llama.cpp and Ollama's runners."""
+    used: dict = {}
     n_seq = st.n_seq_max or 1
     if st.n_seq_max is None:
         assumptions.append("n_seq_max (parallel sequences) not stated: 1")
