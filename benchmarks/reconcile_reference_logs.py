@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fitcalc import api  # noqa: E402
-from fitcalc.errors import FitcalcError  # noqa: E402
-from fitcalc.spec import Device  # noqa: E402
-from fitcalc.units import format_bytes  # noqa: E402
+from fitcalc.core.errors import FitcalcError  # noqa: E402
+from fitcalc.core.spec import Device  # noqa: E402
+from fitcalc.core.units import format_bytes  # noqa: E402
 
 LOGS = ROOT / "benchmarks" / "reference_logs"
 DOC = ROOT / "docs" / "validation.md"

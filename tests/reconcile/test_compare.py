@@ -10,11 +10,11 @@ from fractions import Fraction
 import pytest
 
 from fitcalc import api
-from fitcalc.edges.catalog import load_engine, load_model
 from fitcalc.core.estimate.weights import layer_table, weights_breakdown
-from fitcalc.core.reconcile.compare import llama_split
 from fitcalc.core.recipes import resolve_recipe
+from fitcalc.core.reconcile.compare import llama_split
 from fitcalc.core.spec import Device
+from fitcalc.edges.catalog import load_engine, load_model
 from tests.archs import llama_3_1_8b
 from tests.reconcile import logs
 

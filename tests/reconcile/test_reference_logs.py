@@ -12,15 +12,15 @@ import pytest
 import yaml
 
 from fitcalc import api
-from fitcalc.reconcile.model import LogSettings
-from fitcalc.reconcile.parsers import (
+from fitcalc.core.reconcile.model import LogSettings
+from fitcalc.core.reconcile.parsers import (
     is_blob_path,
     model_name_candidates,
     model_named,
     parse_lines,
     quantization_in_name,
 )
-from fitcalc.units import GiB, MiB
+from fitcalc.core.units import GiB, MiB
 
 LOGS = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_logs"
 INDEX = yaml.safe_load((LOGS / "index.yaml").read_text(encoding="utf-8"))["logs"]

@@ -20,7 +20,14 @@ from fitcalc.core.estimate.kvcache import full_tokens
 from fitcalc.core.estimate.placement import Layout, assign
 from fitcalc.core.plan import FitResult, fit_device
 from fitcalc.core.recipes import GENERIC_RECIPES
-from fitcalc.core.reconcile.model import Figure, LogSettings, ParsedLog, ReconcileResult, ReconcileRow, is_host
+from fitcalc.core.reconcile.model import (
+    Figure,
+    LogSettings,
+    ParsedLog,
+    ReconcileResult,
+    ReconcileRow,
+    is_host,
+)
 from fitcalc.core.reconcile.parsers import quantization_in_name
 from fitcalc.core.spec import Architecture, Device, ModelSpec, Workload
 from fitcalc.core.units import format_bytes
