@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from fitcalc import api
+from fitcalc.core.errors import InputError
 from fitcalc.core.reconcile.model import LogSettings
 from fitcalc.core.reconcile.parsers import (
     is_blob_path,
@@ -20,6 +21,7 @@ from fitcalc.core.reconcile.parsers import (
     parse_lines,
     quantization_in_name,
 )
+from fitcalc.core.spec import Device
 from fitcalc.core.units import GiB, MiB
 
 LOGS = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_logs"
@@ -102,12 +104,27 @@ def test_model_name_with_a_quantization_suffix():
 def test_quantization_suffix_gives_the_recipe_and_says_so():
     # The 0.5 log names only the path /models/Meta-Llama-3.1-405B-Instruct-FP8: the recipe comes from
     # the suffix. TP 8 from the issue title; the weights line is 57.7520 "GB" (2^30 B) per GPU.
-    r = api.reconcile(str(LOGS / "vllm-v0-0.5-h100x8-tp8-llama-3.1-405b-fp8.log"), model="llama-3.1-405b",
-                      gpu="h100-sxm", overrides={"tp": "8"})
-    assert r.recipe == "fp8" and r.tp == 8
+    r = api.reconcile(str(LOGS / "vllm-v0-0.5-h100x8-tp8-llama-3.1-405b-fp8.log"), gpu="h100-sxm",
+                      overrides={"tp": "8"})
+    assert (r.model, r.recipe, r.tp) == ("llama-3.1-405b", "fp8", 8)
     assert any("'-FP8' suffix" in a for a in r.assumptions)
     weights = next(row for row in r.rows if row.id == "weights.*")
     assert weights.logged_bytes == round(Fraction("57.7520") * GiB)
+
+
+def test_fp8_checkpoint_name_maps_to_its_base_model_with_gpu_alone():
+    # "model='Qwen/Qwen3-30B-A3B-FP8' ... quantization=fp8" (vLLM 0.13.0 on a GB10): the catalog's
+    # qwen3-30b-a3b with the fp8 recipe, no --model needed
+    entry = next(e for e in INDEX if e["id"] == "vllm-0.13.0-gb10-qwen3-30b-a3b-fp8")
+    d = {k: v for k, v in entry["device"].items() if k != "source"}
+    r = api.reconcile(str(LOGS / entry["file"]), device=Device(**d))
+    assert (r.model, r.recipe, r.kv_dtype) == ("qwen3-30b-a3b", "fp8", "fp8-e4m3")
+
+
+def test_a_log_naming_only_a_blob_says_so():
+    with pytest.raises(InputError, match=r"names its model only by an Ollama blob \(sha256-90a618fe6ff") as e:
+        api.reconcile(str(LOGS / "ollama-0.11.10-strix-halo-gpt-oss-120b.log"))
+    assert "--model" in e.value.hint
 
 
 def test_vllm_max_model_len_not_stated_is_the_models_maximum_and_said():
