@@ -93,6 +93,16 @@ def test_vllm_tensor_parallel_size_from_the_worker_ranks():
     assert p.settings.model == "/models/Meta-Llama-3.1-70B-Instruct"  # "Starting to load model ..."
 
 
+def test_vllm_v1_tensor_parallel_size_from_the_world_size_line():
+    # infiniflow/ragflow#9856 (vLLM 0.10, TP 2): "rank 1 in world size 2 is assigned as DP rank 0, PP
+    # rank 0, TP rank 1": the last TP rank of a world of 2. Rank 0's line alone says nothing of TP.
+    line = ("(VllmWorker TP1 pid=19251) INFO 09-01 21:25:41 [parallel_state.py:1134] rank 1 in world size 2 "
+            "is assigned as DP rank 0, PP rank 0, TP rank 1, EP rank 1")
+    assert parse_lines([line]).settings.tp == 2
+    assert parse_lines([line.replace("rank 1 in", "rank 0 in").replace("TP rank 1", "TP rank 0")]).settings.tp is None
+    assert _parse("vllm-0.13.0-gb10-qwen3-30b-a3b-fp8").settings.tp == 1  # world size 1 (and the config line)
+
+
 def test_model_name_with_a_quantization_suffix():
     assert quantization_in_name("Qwen/Qwen3-30B-A3B-FP8") == ("fp8", "FP8")
     assert quantization_in_name("/models/Meta-Llama-3.1-405B-Instruct-FP8") == ("fp8", "FP8")

@@ -246,14 +246,16 @@ def _vllm_model(m: re.Match, s: _State, n: int, raw: str) -> None:
 
 
 def _vllm_world(m: re.Match, s: _State, n: int, raw: str) -> None:
-    # parallel_state.py: "rank 0 in world size 8 is assigned as DP rank 0, PP rank 0, TP rank 0": with
-    # one data-parallel and one pipeline rank the world is the tensor-parallel group
-    if m["dp"] == "0" and m["pp"] == "0":
-        s.set("tp", _int(m["n"]), n, raw[:80] + " ... [world size: one DP, one PP rank]")
+    # parallel_state.py: "rank 7 in world size 8 is assigned as DP rank 0, PP rank 0, TP rank 7": the
+    # world holds DP x PP x TP ranks, so only a line whose TP rank is the world's last says TP = world
+    world, tp_rank = _int(m["n"]), _int(m["t"])
+    if tp_rank == world - 1:
+        s.set("tp", world, n, raw[:80] + " ... [TP rank = world size - 1]")
 
 
 def _vllm_reader_ranks(m: re.Match, s: _State, n: int, raw: str) -> None:
-    # shm_broadcast.py (V0): the driver's message queue lists every other local worker as a reader
+    # shm_broadcast.py (V0): the driver's message queue lists every other local worker of its
+    # tensor-parallel group as a reader (with pipeline parallelism the config line states TP first)
     ranks = [r for r in re.split(r"[,\s]+", m["r"]) if r]
     s.set("tp", len(ranks) + 1, n, raw[:80] + " ... [driver + local_reader_ranks]")
 
@@ -301,8 +303,8 @@ _VLLM: list[Rule] = [
     ("vllm", '█', re.compile(r"█\s+model\s+(?P<m>\S+)\s*$"), _vllm_model),
     # model_runner.py / gpu_model_runner.py: "Starting to load model /models/Meta-Llama-3.1-405B-Instruct-FP8..."
     ("vllm", 'Starting to load model', re.compile(r"Starting to load model (?P<m>\S+?)\.\.\.\s*$"), _vllm_model),
-    ("vllm", 'in world size', re.compile(r"rank \d+ in world size (?P<n>\d+) is assigned as DP rank (?P<dp>\d+), "
-                                         r"PP rank (?P<pp>\d+)"), _vllm_world),
+    ("vllm", 'in world size', re.compile(r"rank \d+ in world size (?P<n>\d+) is assigned as DP rank \d+, "
+                                         r"PP rank \d+, (?:PCP rank \d+, )?TP rank (?P<t>\d+)"), _vllm_world),
     ("vllm", 'local_reader_ranks', re.compile(r"message queue communication handle: Handle\(.*?local_reader_ranks="
                                               r"\[(?P<r>[\d, ]*)\]"), _vllm_reader_ranks),
     ("vllm", 'non-default args', re.compile(r"non-default args: \{(?P<body>.*)\}"), _vllm_nondefault),
