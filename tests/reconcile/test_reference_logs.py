@@ -131,10 +131,25 @@ def test_fp8_checkpoint_name_maps_to_its_base_model_with_gpu_alone():
     assert (r.model, r.recipe, r.kv_dtype) == ("qwen3-30b-a3b", "fp8", "fp8-e4m3")
 
 
-def test_a_log_naming_only_a_blob_says_so():
+def test_a_log_naming_only_a_blob_says_so(tmp_path):
+    # the Strix Halo log's lines without ggml.go's "architecture=gptoss file_type=MXFP4" line
+    lines = [ln for ln in (LOGS / "ollama-0.11.10-strix-halo-gpt-oss-120b.log").read_text(encoding="utf-8").splitlines()
+             if "architecture=" not in ln]
+    log = tmp_path / "blob-only.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"names its model only by an Ollama blob \(sha256-90a618fe6ff") as e:
-        api.reconcile(str(LOGS / "ollama-0.11.10-strix-halo-gpt-oss-120b.log"))
+        api.reconcile(str(log))
     assert "--model" in e.value.hint
+
+
+def test_a_log_naming_no_model_takes_the_model_of_its_architecture_and_size():
+    # Ollama's Go engine names the model only by its blob, but states architecture=gptoss and
+    # file_type=MXFP4, and prints 59.8 GiB (ROCm0) + 1.1 GiB (CPU) of weights: gpt-oss-120b (about
+    # 60 GiB in MXFP4), not gpt-oss-20b (about 12 GiB), and the result says so
+    r = api.reconcile(str(LOGS / "ollama-0.11.10-strix-halo-gpt-oss-120b.log"))
+    assert (r.model, r.recipe) == ("gpt-oss-120b", "mxfp4_moe")
+    said = r.assumptions[0]
+    assert said.startswith("model not named (architecture gptoss): gpt-oss-120b") and "60.90 GiB" in said
 
 
 def test_vllm_max_model_len_not_stated_is_the_models_maximum_and_said():

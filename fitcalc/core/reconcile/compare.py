@@ -140,6 +140,42 @@ def _gguf_type_from_weights(log: ParsedLog, model: ModelSpec, base: EngineProfil
                     f"{format_bytes(logged)} of model buffers the log prints (lines {lines})")
 
 
+# A model chosen by its weights (a log that names none) must come this close to the weights the log
+# prints: models of one architecture in the catalog differ in size several times over, while the
+# same model's GGUF differs between converters by a few percent (Ollama keeps gpt-oss's non-expert
+# tensors in BF16, llama.cpp's converter in Q8_0).
+_MODEL_MATCH_TOLERANCE = 0.10
+
+
+def model_by_weights(log: ParsedLog, specs: list[ModelSpec], base: EngineProfile) -> tuple[ModelSpec, str]:
+    """A log that names no model (Ollama's blobs): of ``specs`` (the catalog's models of the log's
+    architecture), the one whose weights in the log's GGUF type match the weights the log prints."""
+    weights = [f for f in log.figures if f.what == "weights" and not f.engine_estimate]
+    arch = log.settings.architecture
+    if not weights or not (log.settings.file_type or log.settings.recipe):
+        raise InputError(f"the log names no model (architecture {arch}) and prints no GGUF type to size one by",
+                         hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+    logged = sum(f.value for f in weights)
+    scored = []
+    for spec in specs:
+        try:
+            recipe, _ = _recipe(log, spec, base)
+            scored.append((abs(prepare(spec, recipe, base).weights.disk_bytes - logged) / logged, spec.id, spec, recipe))
+        except FitcalcError:
+            continue  # a model this GGUF type does not apply to
+    scored.sort(key=lambda x: (x[0], x[1]))
+    if not scored or scored[0][0] > _MODEL_MATCH_TOLERANCE or (
+            len(scored) > 1 and scored[1][0] < _GGUF_MATCH_MARGIN * scored[0][0]):
+        near = ", ".join(f"{mid} {e:+.1%}" for e, mid, _, _ in scored[:2]) or "none of this architecture"
+        raise InputError(f"the log names no model, and no catalog model of architecture {arch} has the "
+                         f"{format_bytes(logged)} of weights it prints (nearest: {near})",
+                         hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+    err, _, spec, recipe = scored[0]
+    lines = ", ".join(str(f.line) for f in weights)
+    return spec, (f"model not named (architecture {arch}): {spec.id}, whose {recipe} weights come within "
+                  f"{err:.1%} of the {format_bytes(logged)} of weights the log prints (lines {lines})")
+
+
 def _kv_dtype(text: str | None) -> str | None:
     if text is None or text.lower() == "auto":
         return None

@@ -58,6 +58,7 @@ class LogSettings(BaseModel):
     model: str | None = None  # vLLM model argument (Hub name or path)
     model_path: str | None = None  # llama.cpp: the GGUF file
     gguf_name: str | None = None  # llama.cpp: general.name
+    architecture: str | None = None  # GGUF general.architecture (llama.cpp "arch", Ollama "architecture=")
     file_type: str | None = None  # llama.cpp: "Q4_K - Medium", "MXFP4 MoE"
     recipe: str | None = None  # fitcalc recipe id, when the user gives it
     quantization: str | None = None  # vLLM quantization=

@@ -333,6 +333,10 @@ def _llama_path(m: re.Match, s: _State, n: int, raw: str) -> None:
     s.set("model_path", m["path"].strip(), n, raw)
 
 
+def _llama_arch(m: re.Match, s: _State, n: int, raw: str) -> None:
+    s.set("architecture", m["v"], n, raw)
+
+
 def _llama_name(m: re.Match, s: _State, n: int, raw: str) -> None:
     s.set("gguf_name", m["v"].strip(), n, raw)
 
@@ -442,6 +446,8 @@ _LLAMA: list[Rule] = [
     ("llama.cpp", 'compute capability', re.compile(r"Device \d+: (?P<name>[^,]+), compute capability"), _llama_cuda_device),
     ("llama.cpp", 'loaded meta data', re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors from (?P<path>.+?) "
                              r"\(version GGUF"), _llama_path),
+    ("llama.cpp", 'arch', re.compile(r"(?:general\.architecture\s+str\s+=|(?:print_info|llm_load_print_meta):\s+arch\s+=)"
+                                     r"\s+(?P<v>[\w-]+)\s*$"), _llama_arch),
     ("llama.cpp", 'general.name', re.compile(r"general\.name\s+(?:str\s+)?=\s+(?P<v>.+?)\s*$"), _llama_name),
     ("llama.cpp", 'type', re.compile(r"(?:print_info|llm_load_print_meta):\s+(?:file type|model ftype)\s+=\s+(?P<v>.+?)\s*$"),
      _llama_ftype),
@@ -532,6 +538,7 @@ def _ollama_file_type(m: re.Match, s: _State, n: int, raw: str) -> None:
     # ggml.go logs the GGUF's general.file_type as fs/ggml/type.go FileType.String() prints it
     # ("MXFP4", "Q8_0", "Q4_K_M"); reconcile.compare maps those names to recipes
     s.set("file_type", m["v"], n, raw)
+    s.set("architecture", m["arch"], n, raw)
 
 
 def _ollama_buffer(m: re.Match, s: _State, n: int, raw: str) -> None:
@@ -573,7 +580,7 @@ _OLLAMA: list[Rule] = [
     ("ollama", 'msg="starting ', re.compile(r'msg="starting (?:llama server|runner)" cmd="(?P<cmd>[^"]*)"'), _ollama_start),
     ("ollama", 'size=', re.compile(r'msg="(?P<kind>model weights|kv cache|compute graph)"(?P<rest>.*?) '
                           r'size="(?P<v>[\d.]+) (?P<u>GiB|MiB|KiB|B)"'), _ollama_buffer),
-    ("ollama", 'file_type=', re.compile(r'msg="?"? architecture=\S+ file_type=(?P<v>\w+)'), _ollama_file_type),
+    ("ollama", 'file_type=', re.compile(r'msg="?"? architecture=(?P<arch>\S+) file_type=(?P<v>\w+)'), _ollama_file_type),
     ("ollama", 'request=', re.compile(r'msg="?load"? request="\{(?P<body>[^}]*)\}'), _ollama_load_request),
 ]
 
