@@ -131,6 +131,14 @@ def test_fp8_checkpoint_name_maps_to_its_base_model_with_gpu_alone():
     assert (r.model, r.recipe, r.kv_dtype) == ("qwen3-30b-a3b", "fp8", "fp8-e4m3")
 
 
+def test_gguf_name_with_a_vendor_and_a_split_file_name():
+    # LM Studio: general.name "Openai_Gpt Oss 120b", file gpt-oss-120b-MXFP4-00001-of-00002.gguf
+    names = model_name_candidates(_parse("lmstudio-1.44.0-m4-max-gpt-oss-120b").settings)
+    assert "gpt-oss-120b" in names
+    r = api.reconcile(str(LOGS / "lmstudio-1.44.0-m4-max-gpt-oss-120b.log"), gpu="m4-max-128gb")
+    assert (r.model, r.recipe) == ("gpt-oss-120b", "mxfp4_moe")
+
+
 def test_a_log_naming_only_a_blob_says_so(tmp_path):
     # the Strix Halo log's lines without ggml.go's "architecture=gptoss file_type=MXFP4" line
     lines = [ln for ln in (LOGS / "ollama-0.11.10-strix-halo-gpt-oss-120b.log").read_text(encoding="utf-8").splitlines()

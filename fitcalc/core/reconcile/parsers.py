@@ -785,6 +785,10 @@ def _version_family(engine: EngineId | None, version: str | None, s: _State
 _QUANT_SUFFIX = re.compile(r"[-_.](?P<q>fp8(?:[-_]dynamic)?|awq|gptq(?:[-_]int[48])?|bnb[-_]4bit)$", re.IGNORECASE)
 _QUANT_METHOD = {"fp8": "fp8", "awq": "awq", "gptq": "gptq", "bnb": "bitsandbytes"}
 _GGUF_SUFFIX = re.compile(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", re.IGNORECASE)
+# gguf-split's shard names ("gpt-oss-120b-MXFP4-00001-of-00002.gguf") and the vendor a GGUF's
+# general.name or a file name starts with ("Openai_Gpt Oss 120b", "Meta-Llama-3.1-8B-Instruct")
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
+_VENDOR_PREFIX = re.compile(r"^(?:meta|openai|mistralai|qwen|google|microsoft|deepseek-ai)-")
 # Ollama stores models as content-addressed blobs: ".../blobs/sha256-<64 hex>" names no model.
 _BLOB = re.compile(r"(?:^|[\\/])sha256[-:][0-9a-f]{64}$", re.IGNORECASE)
 
@@ -820,10 +824,10 @@ def model_name_candidates(settings: LogSettings) -> list[str]:
         if not raw or is_blob_path(raw):
             continue
         base = _base_name(raw)
-        stem = _GGUF_SUFFIX.sub("", re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE))
-        stem = _QUANT_SUFFIX.sub("", stem)
+        stem = _SPLIT_SUFFIX.sub("", re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE))
+        stem = _QUANT_SUFFIX.sub("", _GGUF_SUFFIX.sub("", stem))
         norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
-        no_vendor = re.sub(r"^meta-", "", norm)
+        no_vendor = _VENDOR_PREFIX.sub("", norm)
         unquantized = _QUANT_SUFFIX.sub("", raw.rstrip("/"))
         for cand in (raw, unquantized, base, stem, norm, no_vendor, re.sub(r"-(instruct|chat|it)$", "", no_vendor)):
             if cand and cand not in out and not cand.startswith(("/", ".", "~")) and "\\" not in cand \
