@@ -21,7 +21,11 @@ vLLM
               request: %.2fx"``; gpu_model_runner.py ``"Graph capturing finished in %.0f secs, took %.2f GiB"``
   settings    ``Initializing a V1 LLM engine (v0.15.1) with config: model=..., max_seq_len=...,
               tensor_parallel_size=..., quantization=..., enforce_eager=..., kv_cache_dtype=...``,
-              ``non-default args: {...}``, ``Chunked prefill is enabled with max_num_batched_tokens=%d``
+              ``non-default args: {...}``, ``Chunked prefill is enabled with max_num_batched_tokens=%d``,
+              ``Starting to load model X...``, parallel_state.py ``rank %s in world size %s is assigned as DP
+              rank %s, PP rank %s, TP rank %s``, V0 shm_broadcast.py ``local_reader_ranks=[...]``
+  banner      utils.py (0.11+) ``█ ▀▄▀ █  version 0.19.1`` and ``█  model   Qwen/Qwen3-8B``: from 0.19 often
+              the only version in a log
 llama.cpp (llama-server, llama-cli; also under Ollama's llama runner)
   src/llama-model.cpp    ``"%s: %12s model buffer size = %8.2f MiB"``, ``"%s: offloaded %d/%d layers to GPU"``
   src/llama-kv-cache.cpp ``"%s: %10s KV buffer size = %8.2f MiB"``, ``"%s: size = %7.2f MiB (%6u cells, %3d
@@ -30,12 +34,19 @@ llama.cpp (llama-server, llama-cli; also under Ollama's llama runner)
   src/llama-kv-cache-iswa.cpp ``"%s: creating non-SWA KV cache, size = %u cells"`` / ``"creating     SWA ..."``
   src/llama-context.cpp  ``"%s: %10s compute buffer size = %8.2f MiB"``, ``"%s: %10s  output buffer size =
                          %8.2f MiB"``, ``n_ctx``/``n_seq_max``/``n_ubatch``/``flash_attn`` lines
+  src/llama-kv-cache-iswa.cpp ``"using full-size SWA cache"`` (--swa-full; LM Studio's default)
+  A model in several GGUF files is mapped as one buffer per file: consecutive buffer lines of one
+  device are summed (``_extends_buffer``).
 Ollama
   server.go  ``msg=offload ... memory.required.kv=... memory.weights.total=... memory.graph.full=...``
              (Ollama's own estimate), ``msg="starting llama server" cmd="... --ctx-size N --batch-size N
              --n-gpu-layers N --parallel N"``, routes.go ``Listening on ... (version X)``
   ml/device.go (Go engine) ``msg="model weights" device=CUDA0 size="4.3 GiB"``, ``msg="kv cache" ...``,
-             ``msg="compute graph" ...``: sizes from format.HumanBytes2, ``%.1f`` of the unit
+             ``msg="compute graph" ...``: sizes from format.HumanBytes2, ``%.1f`` of the unit; runner.go
+             ``msg=load request="{Operation:commit ... KvSize:N ... GPULayers:N[...]}"``; ggml.go
+             ``msg="" architecture=gptoss file_type=MXFP4`` (fs/ggml/type.go FileType.String())
+The model a log names: ``model_name_candidates`` (quantized-checkpoint suffixes, vendor prefixes,
+gguf-split shards dropped; Ollama blob paths and local paths skipped), ``quantization_in_name``.
 """
 
 from __future__ import annotations
