@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fitcalc.core import calibration
-from fitcalc.core.calibration import CalibrationEntry
 from fitcalc.edges import calibration_store
+from fitcalc.core.calibration import CalibrationEntry
 from tests.reconcile import logs
 
 GiB = 2**30
