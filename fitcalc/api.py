@@ -200,11 +200,12 @@ def reconcile(log: str, model: str | None = None, gpu: str | None = None, overri
                          hint="give the log from start-up until the engine is ready; the memory lines follow "
                               "the model load")
     parsed = with_overrides(parsed, overrides)
-    spec = log_model(parsed, model, source)
+    spec, assumed = log_model(parsed, model, source)
     dev = log_device(parsed, gpu, device)
     result = compare(parsed, spec, catalog.load_engine(parsed.engine), dev, gpu_family=dev.family)
     result = result.model_copy(update={"log": str(log), "log_sha256": reader.sha256,
-                                       "notes": [*read_notes, *result.notes]})
+                                       "notes": [*read_notes, *result.notes],
+                                       "assumptions": [*([assumed] if assumed else []), *result.assumptions]})
     if save:
         from fitcalc.edges.calibration_store import save_residuals
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from fitcalc.core.errors import InputError
+from fitcalc.core.reconcile.parsers import model_name_candidates, model_named
 from fitcalc.core.spec import Device, Host, ModelSpec
 from fitcalc.core.units import format_bytes, parse_bytes
 from fitcalc.edges import catalog
@@ -140,37 +141,39 @@ def family_calibrations(engine_id: str, devices, calibrated: bool | None, store:
 # ---------------------------------------------------------------------------------------------
 
 
-def log_model_candidates(settings) -> list[str]:
-    """Names a log gives its model, turned into ids the catalog may know (most literal first)."""
-    out: list[str] = []
-    for raw in (settings.model, settings.gguf_name, settings.model_path):
-        if not raw:
-            continue
-        base = raw.rstrip("/").replace("\\", "/").split("/")[-1]
-        stem = re.sub(r"\.gguf$", "", base, flags=re.I)
-        stem = re.sub(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", "", stem, flags=re.I)
-        norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
-        no_vendor = re.sub(r"^meta-", "", norm)
-        for cand in (raw, base, stem, norm, no_vendor, re.sub(r"-(instruct|chat|it)$", "", no_vendor)):
-            # a path on the machine that wrote the log names nothing here: only its last part is tried
-            if cand and cand not in out and not cand.startswith(("/", ".", "~")) and "\\" not in cand:
-                out.append(cand)
-    return out
-
-
-def log_model(parsed, model: str | None, source: SourceKind) -> ModelSpec:
-    """--model, else the first name the log gives its model that the catalog knows."""
+def log_model(parsed, model: str | None, source: SourceKind) -> tuple[ModelSpec, str | None]:
+    """--model, else the first name the log gives its model that the catalog knows (the names as
+    core.reconcile.parsers.model_name_candidates derives them: a quantized checkpoint's suffix such
+    as -FP8 dropped, Ollama blob paths left out), else, for a log that names none but states its
+    architecture, the catalog model of that architecture whose weights match the log's. The second
+    value says what was assumed."""
     if model:
-        return resolve_model(model, source)
-    for name in log_model_candidates(parsed.settings):
+        return resolve_model(model, source), None
+    for name in model_name_candidates(parsed.settings):
         mid = catalog.resolve_model_id(name)
         if mid:
-            return catalog.load_model(mid)
-    said = next((n for n in (parsed.settings.model, parsed.settings.gguf_name, parsed.settings.model_path) if n),
-                None)
-    what = f"the log's model {said!r}" if said else "the log's model (it does not name one)"
-    raise InputError(f"cannot map {what} to a model spec",
-                     hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+            return catalog.load_model(mid), None
+    said = model_named(parsed.settings)
+    if parsed.settings.architecture and (not said or said.startswith("an Ollama blob")):
+        return _model_of_architecture(parsed)
+    if said and said.startswith("an Ollama blob"):
+        message = f"the log names its model only by {said}: no model spec to map it to"
+    else:
+        what = f"the log's model {said!r}" if said else "the log's model (it does not name one)"
+        message = f"cannot map {what} to a model spec"
+    raise InputError(message, hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+
+
+def _model_of_architecture(parsed) -> tuple[ModelSpec, str]:
+    from fitcalc.core.reconcile.compare import model_by_weights
+
+    def key(name: str) -> str:  # Ollama "gptoss", llama.cpp "gpt-oss", the catalog's "gpt_oss"
+        return re.sub(r"[^a-z0-9]", "", name.lower())
+
+    arch = key(parsed.settings.architecture)
+    specs = [s for s in map(catalog.load_model, catalog.model_ids())
+             if s.architecture is not None and key(s.architecture.family) == arch]
+    return model_by_weights(parsed, specs, catalog.load_engine(parsed.engine))
 
 
 def log_device(parsed, gpu: str | None, device=None) -> Device:

@@ -12,16 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fitcalc.core.engines import EngineProfile, with_settings
-from fitcalc.core.errors import InputError
+from fitcalc.core.errors import FitcalcError, InputError
 from fitcalc.core.estimate import prepare
 from fitcalc.core.estimate.activations import host_output_draft
 from fitcalc.core.estimate.footprint import weight_drafts
 from fitcalc.core.estimate.kvcache import full_tokens
 from fitcalc.core.estimate.placement import Layout, assign
 from fitcalc.core.plan import FitResult, fit_device
-from fitcalc.core.reconcile.model import Figure, ParsedLog, ReconcileResult, ReconcileRow, is_host
 from fitcalc.core.recipes import GENERIC_RECIPES
-from fitcalc.core.spec import Device, ModelSpec, Workload
+from fitcalc.core.reconcile.model import (
+    Figure,
+    LogSettings,
+    ParsedLog,
+    ReconcileResult,
+    ReconcileRow,
+    is_host,
+)
+from fitcalc.core.reconcile.parsers import quantization_in_name
+from fitcalc.core.spec import Architecture, Device, ModelSpec, Workload
+from fitcalc.core.units import format_bytes
 
 # llama_ftype_name() strings (llama.cpp src/llama-model-loader.cpp) -> fitcalc recipe ids.
 GGUF_FILE_TYPES = {
@@ -29,6 +38,19 @@ GGUF_FILE_TYPES = {
     "Q3_K - Medium": "q3_k_m", "Q2_K - Medium": "q2_k", "IQ4_XS - 4.25 bpw": "iq4_xs", "MXFP4 MoE": "mxfp4_moe",
     "BF16": "bf16", "F16": "fp16", "all F32": "fp32",
 }
+
+# Ollama's ggml.go line prints general.file_type as its fs/ggml/type.go FileType.String() does
+# ("MXFP4", "Q4_K_M", "Q8_0"; forks print "MXFP4_MOE") -> fitcalc recipe ids.
+OLLAMA_FILE_TYPES = {
+    "Q8_0": "q8_0", "Q6_K": "q6_k", "Q5_K_M": "q5_k_m", "Q4_K_M": "q4_k_m", "Q4_0": "q4_0", "Q3_K_M": "q3_k_m",
+    "Q2_K": "q2_k", "IQ4_XS": "iq4_xs", "MXFP4": "mxfp4_moe", "MXFP4_MOE": "mxfp4_moe", "BF16": "bf16",
+    "F16": "fp16", "F32": "fp32",
+}
+
+# A GGUF type read off the logged weights must come this close to them (the mmap'd CPU span may
+# hold a few GPU tensors), and the next type must be at least this many times further away.
+_GGUF_MATCH_TOLERANCE = 0.03
+_GGUF_MATCH_MARGIN = 2.0
 
 # vLLM quantization= values -> fitcalc recipe ids. None/checkpoint formats keep the spec's own recipe.
 VLLM_QUANTIZATION = {"fp8": "fp8", "awq": "int4-awq", "awq_marlin": "int4-awq", "gptq": "int4-gptq",
@@ -68,25 +90,90 @@ class Setup:
     graphs_engine: EngineProfile | None = None  # vLLM V0: graphs outside the KV budget, but logged
 
 
-def _recipe(log: ParsedLog, model: ModelSpec) -> str | None:
+def _recipe(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> tuple[str | None, str | None]:
+    """The recipe the log's settings name, and the assumption made when the log does not name one."""
     st = log.settings
     if st.recipe:
-        return st.recipe
+        return st.recipe, None
     if log.engine in ("llama.cpp", "ollama"):
         if st.file_type is None:
-            raise InputError("the log does not state the GGUF file type (print_info: file type = ...)",
-                             hint="pass --set recipe=q4_k_m (or the file's type; `fitcalc recipes` lists them)")
+            return _gguf_type_from_weights(log, model, base)
         ft = st.file_type.replace(" (guessed)", "").strip()
-        if ft not in GGUF_FILE_TYPES:
+        recipe = GGUF_FILE_TYPES.get(ft) or OLLAMA_FILE_TYPES.get(ft.upper())
+        if recipe is None:
             raise InputError(f"GGUF file type {ft!r} has no fitcalc recipe",
                              hint="pass --set recipe=ID with the closest of `fitcalc recipes`")
-        return GGUF_FILE_TYPES[ft]
-    q = (st.quantization or "").lower()
+        return recipe, None
+    q, assumed = (st.quantization or "").lower(), None
+    if not q and (named := quantization_in_name(st.model)):
+        q = named[0]
+        assumed = f"quantization not stated: {q}, from the model name's '-{named[1]}' suffix ({st.model})"
     if q and q in VLLM_QUANTIZATION and VLLM_QUANTIZATION[q] in GENERIC_RECIPES:
         native_formats = set(model.native_recipe.rules.values())
         if not any(f.startswith(VLLM_QUANTIZATION[q].split("-")[0]) for f in native_formats):
-            return VLLM_QUANTIZATION[q]
-    return None  # the checkpoint's own recipe
+            return VLLM_QUANTIZATION[q], assumed
+    return None, None  # the checkpoint's own recipe
+
+
+def _gguf_type_from_weights(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> tuple[str, str]:
+    """A log without a file type line: the GGUF type whose weights match the model buffers it prints."""
+    weights = [f for f in log.figures if f.what == "weights" and not f.engine_estimate]
+    hint = "pass --set recipe=q4_k_m (or the file's type; `fitcalc recipes` lists them)"
+    if not weights:
+        raise InputError("the log does not state the GGUF file type (print_info: file type = ...)", hint=hint)
+    logged = sum(f.value for f in weights)
+    sizes = []
+    for recipe in dict.fromkeys(GGUF_FILE_TYPES.values()):
+        try:
+            sizes.append((abs(prepare(model, recipe, base).weights.disk_bytes - logged) / logged, recipe))
+        except FitcalcError:
+            continue  # a recipe this model cannot take
+    sizes.sort()
+    if not sizes or sizes[0][0] > _GGUF_MATCH_TOLERANCE or (
+            len(sizes) > 1 and sizes[1][0] < _GGUF_MATCH_MARGIN * sizes[0][0]):
+        near = ", ".join(f"{r} {e:+.1%}" for e, r in sizes[:2])
+        raise InputError(f"the log does not state the GGUF file type, and no type's weights match the "
+                         f"{format_bytes(logged)} of model buffers it prints (nearest: {near})", hint=hint)
+    err, recipe = sizes[0]
+    lines = ", ".join(str(f.line) for f in weights)
+    return recipe, (f"GGUF file type not printed: {recipe}, whose weights come within {err:.1%} of the "
+                    f"{format_bytes(logged)} of model buffers the log prints (lines {lines})")
+
+
+# A model chosen by its weights (a log that names none) must come this close to the weights the log
+# prints: models of one architecture in the catalog differ in size several times over, while the
+# same model's GGUF differs between converters by a few percent (Ollama keeps gpt-oss's non-expert
+# tensors in BF16, llama.cpp's converter in Q8_0).
+_MODEL_MATCH_TOLERANCE = 0.10
+
+
+def model_by_weights(log: ParsedLog, specs: list[ModelSpec], base: EngineProfile) -> tuple[ModelSpec, str]:
+    """A log that names no model (Ollama's blobs): of ``specs`` (the catalog's models of the log's
+    architecture), the one whose weights in the log's GGUF type match the weights the log prints."""
+    weights = [f for f in log.figures if f.what == "weights" and not f.engine_estimate]
+    arch = log.settings.architecture
+    if not weights or not (log.settings.file_type or log.settings.recipe):
+        raise InputError(f"the log names no model (architecture {arch}) and prints no GGUF type to size one by",
+                         hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+    logged = sum(f.value for f in weights)
+    scored = []
+    for spec in specs:
+        try:
+            recipe, _ = _recipe(log, spec, base)
+            scored.append((abs(prepare(spec, recipe, base).weights.disk_bytes - logged) / logged, spec.id, spec, recipe))
+        except FitcalcError:
+            continue  # a model this GGUF type does not apply to
+    scored.sort(key=lambda x: (x[0], x[1]))
+    if not scored or scored[0][0] > _MODEL_MATCH_TOLERANCE or (
+            len(scored) > 1 and scored[1][0] < _GGUF_MATCH_MARGIN * scored[0][0]):
+        near = ", ".join(f"{mid} {e:+.1%}" for e, mid, _, _ in scored[:2]) or "none of this architecture"
+        raise InputError(f"the log names no model, and no catalog model of architecture {arch} has the "
+                         f"{format_bytes(logged)} of weights it prints (nearest: {near})",
+                         hint="pass --model (a bundled id, a Hub name, or a spec YAML path)")
+    err, _, spec, recipe = scored[0]
+    lines = ", ".join(str(f.line) for f in weights)
+    return spec, (f"model not named (architecture {arch}): {spec.id}, whose {recipe} weights come within "
+                  f"{err:.1%} of the {format_bytes(logged)} of weights the log prints (lines {lines})")
 
 
 def _kv_dtype(text: str | None) -> str | None:
@@ -103,48 +190,66 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
         raise InputError(f"{model.id} is a coarse spec (totals only): its terms cannot be matched to a log",
                          hint="give a spec with an architecture block (--model)")
     assumptions: list[str] = []
-    used: dict = {}
-    recipe = _recipe(log, model)
+    recipe, assumed = _recipe(log, model, base)
+    if assumed:
+        assumptions.append(assumed)
     kv = _kv_dtype(st.kv_dtype)
     if log.engine == "vllm":
-        if st.context is None:
-            raise InputError("the log does not state max_model_len",
-                             hint="pass --set context=N (the --max-model-len the engine ran with)")
-        tp = st.tp or 1
-        if st.tp is None:
-            assumptions.append("tensor parallel size not stated: 1")
-        util = st.gpu_memory_utilization
-        if util is None:
-            util = base.overhead.memory_fraction
-            assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
-        v0 = log.vllm_generation == "v0"
-        eager = bool(st.enforce_eager)
-        engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
-                               logits_rows=st.max_num_seqs)
-        graphs_engine = None
-        if v0 and not eager:
-            # V0 captured its graphs after sizing the KV cache, out of the memory left unused.
-            graphs_engine = base
-            assumptions.append("vLLM V0: CUDA graphs are captured after the KV cache is sized, so they are "
-                               "left out of the KV budget")
-        chunk = st.chunk
-        if chunk is None and v0:
-            # vllm/config.py SchedulerConfig (0.6): chunked prefill -> 2048 tokens, else max(max_model_len,
-            # 2048); engine/arg_utils.py turns chunked prefill on by default above 32K tokens.
-            chunk = 2048 if st.context > 32768 else max(st.context, 2048)
-            assumptions.append(f"max_num_batched_tokens not stated: {chunk:,} (vLLM V0's default for "
-                               f"max_model_len {st.context:,})")
-        elif chunk is None:
-            assumptions.append("max_num_batched_tokens not stated: vLLM V1's default for this GPU")
-        if st.pp and st.pp > 1:
-            assumptions.append(f"pipeline parallel size {st.pp} is not modelled: the prediction is for one "
-                               "stage holding every layer")
-        wl = Workload(context=st.context, batch=1, kv_dtype=kv, chunk_tokens=chunk)
-        used.update(context=st.context, tp=tp, gpu_memory_utilization=util, enforce_eager=eager,
-                    max_num_batched_tokens=chunk, generation=log.vllm_generation)
-        return Setup(engine=engine, workload=wl, tp=tp, recipe=recipe, kv_dtype=kv, settings=used,
-                     assumptions=assumptions, graphs_engine=graphs_engine)
-    # llama.cpp and Ollama's runner
+        return _vllm_setup(log, st, a, base, recipe, kv, assumptions)
+    return _llama_setup(st, base, recipe, kv, assumptions)
+
+
+def _vllm_setup(log: ParsedLog, st: LogSettings, a: Architecture, base: EngineProfile, recipe: str | None,
+                kv: str | None, assumptions: list[str]) -> Setup:
+    """vLLM V0 and V1: the KV budget's settings, and the defaults taken for those the log omits."""
+    used: dict = {}
+    context = st.context
+    if context is None:
+        # vllm/config ModelConfig: without --max-model-len, max_model_len is the model's own
+        # maximum (_get_and_verify_max_len over the HF config's max_position_embeddings)
+        context = a.max_position_embeddings
+        assumptions.append(f"max_model_len not stated: {context:,}, the model's max_position_embeddings "
+                           "(vLLM's default)")
+        st = st.model_copy(update={"context": context})
+    tp = st.tp or 1
+    if st.tp is None:
+        assumptions.append("tensor parallel size not stated: 1")
+    util = st.gpu_memory_utilization
+    if util is None:
+        util = base.overhead.memory_fraction
+        assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
+    v0 = log.vllm_generation == "v0"
+    eager = bool(st.enforce_eager)
+    engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
+                           logits_rows=st.max_num_seqs)
+    graphs_engine = None
+    if v0 and not eager:
+        # V0 captured its graphs after sizing the KV cache, out of the memory left unused.
+        graphs_engine = base
+        assumptions.append("vLLM V0: CUDA graphs are captured after the KV cache is sized, so they are "
+                           "left out of the KV budget")
+    chunk = st.chunk
+    if chunk is None and v0:
+        # vllm/config.py SchedulerConfig (0.6): chunked prefill -> 2048 tokens, else max(max_model_len,
+        # 2048); engine/arg_utils.py turns chunked prefill on by default above 32K tokens.
+        chunk = 2048 if st.context > 32768 else max(st.context, 2048)
+        assumptions.append(f"max_num_batched_tokens not stated: {chunk:,} (vLLM V0's default for "
+                           f"max_model_len {st.context:,})")
+    elif chunk is None:
+        assumptions.append("max_num_batched_tokens not stated: vLLM V1's default for this GPU")
+    if st.pp and st.pp > 1:
+        assumptions.append(f"pipeline parallel size {st.pp} is not modelled: the prediction is for one "
+                           "stage holding every layer")
+    wl = Workload(context=st.context, batch=1, kv_dtype=kv, chunk_tokens=chunk)
+    used.update(context=st.context, tp=tp, gpu_memory_utilization=util, enforce_eager=eager,
+                max_num_batched_tokens=chunk, generation=log.vllm_generation)
+    return Setup(engine=engine, workload=wl, tp=tp, recipe=recipe, kv_dtype=kv, settings=used,
+                 assumptions=assumptions, graphs_engine=graphs_engine)
+
+
+def _llama_setup(st: LogSettings, base: EngineProfile, recipe: str | None, kv: str | None, assumptions: list[str]) -> Setup:
+    """llama.cpp and Ollama's runners."""
+    used: dict = {}
     n_seq = st.n_seq_max or 1
     if st.n_seq_max is None:
         assumptions.append("n_seq_max (parallel sequences) not stated: 1")
@@ -163,10 +268,13 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
     if fa is None:
         assumptions.append(f"flash attention not stated: the profile's {base.working.attention}")
     engine = with_settings(base, flash_attention=fa)
+    if st.swa_full:
+        # llama.cpp --swa-full (LM Studio's default): sliding-window layers keep a full-size cache
+        engine = engine.model_copy(update={"kv": engine.kv.model_copy(update={"sliding": "full"})})
     wl = Workload(context=context, batch=n_seq, kv_dtype=kv, chunk_tokens=chunk)
     used.update(n_ctx=n_ctx, n_seq_max=n_seq, context=context, n_ubatch=chunk,
                 flash_attn=fa if fa is not None else base.working.attention == "flash",
-                n_gpu_layers=st.n_gpu_layers, n_cpu_moe=st.n_cpu_moe or 0)
+                n_gpu_layers=st.n_gpu_layers, n_cpu_moe=st.n_cpu_moe or 0, swa_full=bool(st.swa_full))
     return Setup(engine=engine, workload=wl, tp=1, recipe=recipe, kv_dtype=kv, settings=used,
                  assumptions=assumptions)
 

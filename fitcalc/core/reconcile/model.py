@@ -58,6 +58,7 @@ class LogSettings(BaseModel):
     model: str | None = None  # vLLM model argument (Hub name or path)
     model_path: str | None = None  # llama.cpp: the GGUF file
     gguf_name: str | None = None  # llama.cpp: general.name
+    architecture: str | None = None  # GGUF general.architecture (llama.cpp "arch", Ollama "architecture=")
     file_type: str | None = None  # llama.cpp: "Q4_K - Medium", "MXFP4 MoE"
     recipe: str | None = None  # fitcalc recipe id, when the user gives it
     quantization: str | None = None  # vLLM quantization=
@@ -77,6 +78,7 @@ class LogSettings(BaseModel):
     flash_attn: bool | None = None
     n_gpu_layers: int | None = None  # llama.cpp: layers offloaded, output layer counted (offloaded X/Y)
     n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: leading layers whose experts stay on the CPU
+    swa_full: bool | None = None  # llama.cpp --swa-full (LM Studio's default): sliding-window layers keep every cell
     mmap: bool | None = None
     embeddings: bool | None = None  # llama.cpp context created with embeddings (Ollama's runner: always)
     block_size: int | None = None  # vLLM KV block

@@ -21,7 +21,11 @@ vLLM
               request: %.2fx"``; gpu_model_runner.py ``"Graph capturing finished in %.0f secs, took %.2f GiB"``
   settings    ``Initializing a V1 LLM engine (v0.15.1) with config: model=..., max_seq_len=...,
               tensor_parallel_size=..., quantization=..., enforce_eager=..., kv_cache_dtype=...``,
-              ``non-default args: {...}``, ``Chunked prefill is enabled with max_num_batched_tokens=%d``
+              ``non-default args: {...}``, ``Chunked prefill is enabled with max_num_batched_tokens=%d``,
+              ``Starting to load model X...``, parallel_state.py ``rank %s in world size %s is assigned as DP
+              rank %s, PP rank %s, TP rank %s``, V0 shm_broadcast.py ``local_reader_ranks=[...]``
+  banner      utils.py (0.11+) ``█ ▀▄▀ █  version 0.19.1`` and ``█  model   Qwen/Qwen3-8B``: from 0.19 often
+              the only version in a log
 llama.cpp (llama-server, llama-cli; also under Ollama's llama runner)
   src/llama-model.cpp    ``"%s: %12s model buffer size = %8.2f MiB"``, ``"%s: offloaded %d/%d layers to GPU"``
   src/llama-kv-cache.cpp ``"%s: %10s KV buffer size = %8.2f MiB"``, ``"%s: size = %7.2f MiB (%6u cells, %3d
@@ -30,12 +34,19 @@ llama.cpp (llama-server, llama-cli; also under Ollama's llama runner)
   src/llama-kv-cache-iswa.cpp ``"%s: creating non-SWA KV cache, size = %u cells"`` / ``"creating     SWA ..."``
   src/llama-context.cpp  ``"%s: %10s compute buffer size = %8.2f MiB"``, ``"%s: %10s  output buffer size =
                          %8.2f MiB"``, ``n_ctx``/``n_seq_max``/``n_ubatch``/``flash_attn`` lines
+  src/llama-kv-cache-iswa.cpp ``"using full-size SWA cache"`` (--swa-full; LM Studio's default)
+  A model in several GGUF files is mapped as one buffer per file: consecutive buffer lines of one
+  device are summed (``_extends_buffer``).
 Ollama
   server.go  ``msg=offload ... memory.required.kv=... memory.weights.total=... memory.graph.full=...``
              (Ollama's own estimate), ``msg="starting llama server" cmd="... --ctx-size N --batch-size N
              --n-gpu-layers N --parallel N"``, routes.go ``Listening on ... (version X)``
   ml/device.go (Go engine) ``msg="model weights" device=CUDA0 size="4.3 GiB"``, ``msg="kv cache" ...``,
-             ``msg="compute graph" ...``: sizes from format.HumanBytes2, ``%.1f`` of the unit
+             ``msg="compute graph" ...``: sizes from format.HumanBytes2, ``%.1f`` of the unit; runner.go
+             ``msg=load request="{Operation:commit ... KvSize:N ... GPULayers:N[...]}"``; ggml.go
+             ``msg="" architecture=gptoss file_type=MXFP4`` (fs/ggml/type.go FileType.String())
+The model a log names: ``model_name_candidates`` (quantized-checkpoint suffixes, vendor prefixes,
+gguf-split shards dropped; Ollama blob paths and local paths skipped), ``quantization_in_name``.
 """
 
 from __future__ import annotations
@@ -95,6 +106,8 @@ class _State:
     kv_summaries: list = field(default_factory=list)  # (cache, bytes, resolution, line, raw)
     blocks_at: tuple | None = None  # (line, raw) of vLLM V0's "# GPU blocks"
     notes: list[str] = field(default_factory=list)
+    last_weights_line: int = 0  # line of the last weights figure (buffers printed over several lines)
+    weights_run: list = field(default_factory=list)  # lines of the buffers summed into the last weights figure
 
     def set(self, key: str, value, line: int, raw: str, *, override: bool = False) -> None:
         """Record a setting once: the first statement wins (Ollama reloads the vocabulary later)."""
@@ -106,6 +119,9 @@ class _State:
     def add(self, what: str, value: int, resolution: int, line: int, raw: str, **kw) -> None:
         self.figures.append(Figure(what=what, value=value, resolution=resolution, line=line,  # type: ignore[arg-type]
                                    raw=raw[:RAW_MAX], **kw))
+        if what == "weights":
+            self.last_weights_line = line
+            self.weights_run = [line]
 
 
 # (engine, a literal every matching line holds: a cheap test before the expression, pattern, handler)
@@ -236,6 +252,25 @@ def _vllm_api_version(m: re.Match, s: _State, n: int, raw: str) -> None:
     s.version.setdefault("vllm", m["ver"])
 
 
+def _vllm_model(m: re.Match, s: _State, n: int, raw: str) -> None:
+    s.set("model", m["m"], n, raw)
+
+
+def _vllm_world(m: re.Match, s: _State, n: int, raw: str) -> None:
+    # parallel_state.py: "rank 7 in world size 8 is assigned as DP rank 0, PP rank 0, TP rank 7": the
+    # world holds DP x PP x TP ranks, so only a line whose TP rank is the world's last says TP = world
+    world, tp_rank = _int(m["n"]), _int(m["t"])
+    if tp_rank == world - 1:
+        s.set("tp", world, n, raw[:80] + " ... [TP rank = world size - 1]")
+
+
+def _vllm_reader_ranks(m: re.Match, s: _State, n: int, raw: str) -> None:
+    # shm_broadcast.py (V0): the driver's message queue lists every other local worker of its
+    # tensor-parallel group as a reader (with pipeline parallelism the config line states TP first)
+    ranks = [r for r in re.split(r"[,\s]+", m["r"]) if r]
+    s.set("tp", len(ranks) + 1, n, raw[:80] + " ... [driver + local_reader_ranks]")
+
+
 def _vllm_nondefault(m: re.Match, s: _State, n: int, raw: str) -> None:
     _vllm_apply_args(_DICT_PAIR.findall(m["body"]), s, n, raw)
 
@@ -258,10 +293,12 @@ _VLLM: list[Rule] = [
     ("vllm", 'GPU KV cache size', re.compile(r"GPU KV cache size: (?P<n>[\d,]+) tokens"), _vllm_kv_tokens),
     # worker.py raise_if_cache_size_invalid (V0): the capacity in tokens, and max_model_len
     ("vllm", 'maximum number of tokens', re.compile(r"maximum number of tokens that can be stored in KV cache \((?P<n>\d+)\)"), _vllm_kv_tokens),
-    ("vllm", 'max seq len', re.compile(r"The model's max seq len \((?P<n>\d+)\)"), _vllm_context),
+    # V0 worker.py "The model's max seq len (N) is larger than ..."; V1 kv_cache_utils.py "To serve at
+    # least one request with the models's max seq len (N), ..."
+    ("vllm", 'max seq len', re.compile(r"\bmodels?'s max seq len \((?P<n>\d+)\)"), _vllm_context),
     ("vllm", 'Maximum concurrency', re.compile(r"Maximum concurrency for (?P<n>[\d,]+) tokens per request"), _vllm_context),
     ("vllm", 'Using max model len', re.compile(r"Using max model len (?P<n>\d+)"), _vllm_context),
-    ("vllm", 'Available KV cache memory', re.compile(r"Available KV cache memory: (?P<v>[\d.]+) GiB"), _figure_gib("kv_capacity")),
+    ("vllm", 'Available KV cache memory', re.compile(r"Available KV cache memory: (?P<v>-?[\d.]+) GiB"), _figure_gib("kv_capacity")),
     ("vllm", 'Graph capturing finished', re.compile(r"Graph capturing finished in \d+ secs?, took (?P<v>[\d.]+) GiB"), _figure_gib("cuda_graphs")),
     ("vllm", 'CUDA graph pool memory', re.compile(r"CUDA graph pool memory: (?P<v>[\d.]+) GiB \(actual\)"), _figure_gib("cuda_graphs")),
     # gpu_worker.py (V1, debug level in most releases): the split behind the KV budget
@@ -271,6 +308,16 @@ _VLLM: list[Rule] = [
     ("vllm", 'LLM engine', re.compile(r"Initializing an? (?:(?P<gen>V[01]) )?LLM engine \(v(?P<ver>[^)\s]+)\) with config: "
                         r"(?P<cfg>.*)$"), _vllm_init),
     ("vllm", 'vLLM API server version', re.compile(r"vLLM API server version (?P<ver>[\w.+\-]+)"), _vllm_api_version),
+    # utils.py banner (0.11+; from 0.19 the only line with the version in many logs):
+    # "█ ▀▄▀ █  version 0.19.1" and "█     █  model   Qwen/Qwen3-8B"
+    ("vllm", '█', re.compile(r"█\s+version (?P<ver>\d[\w.+\-]*)\s*$"), _vllm_api_version),
+    ("vllm", '█', re.compile(r"█\s+model\s+(?P<m>\S+)\s*$"), _vllm_model),
+    # model_runner.py / gpu_model_runner.py: "Starting to load model /models/Meta-Llama-3.1-405B-Instruct-FP8..."
+    ("vllm", 'Starting to load model', re.compile(r"Starting to load model (?P<m>\S+?)\.\.\.\s*$"), _vllm_model),
+    ("vllm", 'in world size', re.compile(r"rank \d+ in world size (?P<n>\d+) is assigned as DP rank \d+, "
+                                         r"PP rank \d+, (?:PCP rank \d+, )?TP rank (?P<t>\d+)"), _vllm_world),
+    ("vllm", 'local_reader_ranks', re.compile(r"message queue communication handle: Handle\(.*?local_reader_ranks="
+                                              r"\[(?P<r>[\d, ]*)\]"), _vllm_reader_ranks),
     ("vllm", 'non-default args', re.compile(r"non-default args: \{(?P<body>.*)\}"), _vllm_nondefault),
 ]
 
@@ -295,6 +342,10 @@ def _llama_cuda_device(m: re.Match, s: _State, n: int, raw: str) -> None:
 
 def _llama_path(m: re.Match, s: _State, n: int, raw: str) -> None:
     s.set("model_path", m["path"].strip(), n, raw)
+
+
+def _llama_arch(m: re.Match, s: _State, n: int, raw: str) -> None:
+    s.set("architecture", m["v"], n, raw)
 
 
 def _llama_name(m: re.Match, s: _State, n: int, raw: str) -> None:
@@ -327,9 +378,35 @@ def _llama_mmap(m: re.Match, s: _State, n: int, raw: str) -> None:
 def _mib_figure(what: str) -> Callable:
     def handler(m: re.Match, s: _State, n: int, raw: str) -> None:
         v, r = amount(m["v"], MiB)
+        if what == "weights" and _extends_buffer(s, m["dev"], n):
+            return _add_to_last(s, v, r, n)
         s.add(what, v, r, n, raw, device=m["dev"], cache=s.kv_cache if what == "kv" else None)
 
     return handler
+
+
+# src/llama-model.cpp load_tensors: with mmap, each buffer type maps one buffer per GGUF file
+# (`for (idx = 0; idx < ml.files.size(); idx++) ... ggml_backend_dev_buffer_from_host_ptr`), and
+# llama_model prints each on its own line in a row: a split model (gpt-oss-120b-MXFP4-00001-of-
+# 00002.gguf) shows "Metal_Mapped model buffer size = 37958.69 MiB" then "= 22479.80 MiB". Together
+# they are the model's weights on that device.
+_BUFFER_RUN_LINES = 2  # a further buffer follows the last within this many lines (LM Studio adds none between)
+
+
+def _extends_buffer(s: _State, device: str, n: int) -> bool:
+    last = s.figures[-1] if s.figures else None
+    return (last is not None and last.what == "weights" and last.device == device and not last.engine_estimate
+            and 0 < n - s.last_weights_line <= _BUFFER_RUN_LINES)
+
+
+def _add_to_last(s: _State, v: int, r: int, n: int) -> None:
+    last = s.figures[-1]
+    s.weights_run.append(n)
+    s.figures[-1] = last.model_copy(update={
+        "value": last.value + v, "resolution": last.resolution + r,
+        "note": f"{len(s.weights_run)} {last.device} buffers summed (lines "
+                + ", ".join(map(str, s.weights_run)) + ")"})
+    s.last_weights_line = n
 
 
 def _llama_iswa(m: re.Match, s: _State, n: int, raw: str) -> None:
@@ -348,6 +425,10 @@ def _llama_kv_size(m: re.Match, s: _State, n: int, raw: str) -> None:
         cells = dict(s.settings.get("kv_cells", {}))
         cells.setdefault(s.kv_cache or "full", int(m["cells"]))
         s.settings["kv_cells"] = cells
+
+
+def _llama_swa_full(m: re.Match, s: _State, n: int, raw: str) -> None:
+    s.set("swa_full", True, n, raw)
 
 
 def _llama_ctx_int(m: re.Match, s: _State, n: int, raw: str) -> None:
@@ -376,6 +457,8 @@ _LLAMA: list[Rule] = [
     ("llama.cpp", 'compute capability', re.compile(r"Device \d+: (?P<name>[^,]+), compute capability"), _llama_cuda_device),
     ("llama.cpp", 'loaded meta data', re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors from (?P<path>.+?) "
                              r"\(version GGUF"), _llama_path),
+    ("llama.cpp", 'arch', re.compile(r"(?:general\.architecture\s+str\s+=|(?:print_info|llm_load_print_meta):\s+arch\s+=)"
+                                     r"\s+(?P<v>[\w-]+)\s*$"), _llama_arch),
     ("llama.cpp", 'general.name', re.compile(r"general\.name\s+(?:str\s+)?=\s+(?P<v>.+?)\s*$"), _llama_name),
     ("llama.cpp", 'type', re.compile(r"(?:print_info|llm_load_print_meta):\s+(?:file type|model ftype)\s+=\s+(?P<v>.+?)\s*$"),
      _llama_ftype),
@@ -387,6 +470,9 @@ _LLAMA: list[Rule] = [
     ("llama.cpp", 'mmap =', re.compile(r"loading model tensors, this can take a while\.\.\. \(mmap = (?P<v>\w+)"), _llama_mmap),
     ("llama.cpp", 'buffer size', re.compile(r"(?:load_tensors|llm_load_tensors):\s+(?P<dev>\S+) (?:model )?buffer size =\s*"
                              r"(?P<v>[\d.]+) MiB"), _mib_figure("weights")),
+    # llama-kv-cache-iswa.cpp: "using full-size SWA cache (ref: ...)" when swa_full is set (llama.cpp
+    # --swa-full; LM Studio's runtime sets it by default, its logs show it for every SWA model)
+    ("llama.cpp", 'full-size SWA cache', re.compile(r"using full-size SWA cache"), _llama_swa_full),
     ("llama.cpp", 'KV cache, size', re.compile(r"creating (?P<kind>non-SWA|\s*SWA) KV cache, size = (?P<cells>\d+) cells"), _llama_iswa),
     ("llama.cpp", 'KV buffer size', re.compile(r"(?P<dev>\S+) KV buffer size =\s*(?P<v>[\d.]+) MiB"), _mib_figure("kv")),
     ("llama.cpp", 'cells,', re.compile(r"llama_kv_cache\w*: size =\s*(?P<v>[\d.]+) MiB \(\s*(?P<cells>\d+) cells,\s*\d+ layers,"
@@ -459,6 +545,13 @@ def _ollama_start(m: re.Match, s: _State, n: int, raw: str) -> None:
             s.set("model_path", args[i + 1], n, raw)
 
 
+def _ollama_file_type(m: re.Match, s: _State, n: int, raw: str) -> None:
+    # ggml.go logs the GGUF's general.file_type as fs/ggml/type.go FileType.String() prints it
+    # ("MXFP4", "Q8_0", "Q4_K_M"); reconcile.compare maps those names to recipes
+    s.set("file_type", m["v"], n, raw)
+    s.set("architecture", m["arch"], n, raw)
+
+
 def _ollama_buffer(m: re.Match, s: _State, n: int, raw: str) -> None:
     got = _human(f"{m['v']} {m['u']}")
     if got is None:
@@ -471,10 +564,17 @@ def _ollama_buffer(m: re.Match, s: _State, n: int, raw: str) -> None:
 
 def _ollama_load_request(m: re.Match, s: _State, n: int, raw: str) -> None:
     body = m["body"]
+    # runner.go sends fit/alloc requests while it searches a layout, then the one it keeps: commit
+    final = "Operation:commit" in body
     for key, setting in (("KvSize", "n_ctx"), ("BatchSize", "n_ubatch"), ("Parallel", "n_seq_max")):
         got = re.search(key + r":(\d+)", body)
         if got:
-            s.set(setting, int(got[1]), n, raw)
+            s.set(setting, int(got[1]), n, raw, override=final)
+    # GPULayers:37[ID:0 Layers:37(0..36)] counts the output layer like llama.cpp's "offloaded 37/37";
+    # GPULayers:[] is a CPU-only load
+    layers = re.search(r"GPULayers:(\d*)\[", body)
+    if layers:
+        s.set("n_gpu_layers", int(layers[1] or 0), n, raw, override=final)
     fa = re.search(r"FlashAttention:(\w+)", body)
     if fa:
         s.set("flash_attn", _bool(fa[1]), n, raw)
@@ -487,9 +587,11 @@ _OLLAMA: list[Rule] = [
     ("ollama", 'Listening on', re.compile(r"Listening on .*\(version (?P<v>[^)\s]+)\)"), _ollama_version),
     ("ollama", 'inference compute', re.compile(r'msg="inference compute"(?P<rest>.*)$'), _ollama_inference),
     ("ollama", 'memory.', re.compile(r'msg="?offload(?: to \w+)?"? (?P<rest>.*memory\..*)$'), _ollama_offload),
-    ("ollama", 'starting llama server', re.compile(r'msg="starting llama server" cmd="(?P<cmd>[^"]*)"'), _ollama_start),
+    # server.go: "starting llama server" (llama runner), later "starting runner" (both engines)
+    ("ollama", 'msg="starting ', re.compile(r'msg="starting (?:llama server|runner)" cmd="(?P<cmd>[^"]*)"'), _ollama_start),
     ("ollama", 'size=', re.compile(r'msg="(?P<kind>model weights|kv cache|compute graph)"(?P<rest>.*?) '
                           r'size="(?P<v>[\d.]+) (?P<u>GiB|MiB|KiB|B)"'), _ollama_buffer),
+    ("ollama", 'file_type=', re.compile(r'msg="?"? architecture=(?P<arch>\S+) file_type=(?P<v>\w+)'), _ollama_file_type),
     ("ollama", 'request=', re.compile(r'msg="?load"? request="\{(?P<body>[^}]*)\}'), _ollama_load_request),
 ]
 
@@ -500,7 +602,7 @@ _MARKERS = {
     "vllm": re.compile(r"\bvLLM\b|\[(?:gpu_)?(?:model_runner|worker|gpu_worker|kv_cache_utils|executor_base)\.py"),
     "llama.cpp": re.compile(r"^(?:llama_model_loader|load_tensors|llm_load_tensors|print_info|llama_context|"
                             r"llama_kv_cache\w*|llama_new_context_with_model|ggml_cuda_init):"),
-    "ollama": re.compile(r"source=(?:server|sched|routes|runner|ggml|device)\.go:\d+|ollama_llama_server|"
+    "ollama": re.compile(r"source=(?:server|sched|routes|runner|ggml|device|backend|llama_server)\.go:\d+|ollama_llama_server|"
                          r"\bollama runner\b"),
 }
 
@@ -682,6 +784,77 @@ def _version_family(engine: EngineId | None, version: str | None, s: _State
         if "weights_gb" in s.v0_formats:
             return "0.6", True, "v0"
     return family, False, generation
+
+
+# ---------------------------------------------------------------------------------------------
+# The model a log names
+# ---------------------------------------------------------------------------------------------
+
+# Suffixes of Hub repository names for a quantized checkpoint of a base model ("Qwen/Qwen3-30B-A3B-FP8",
+# "Meta-Llama-3.1-405B-Instruct-FP8", "...-AWQ", "...-GPTQ-Int4", "...-bnb-4bit"), and the vLLM
+# quantization method each stands for (the `quantization=` value vLLM itself logs for them).
+_QUANT_SUFFIX = re.compile(r"[-_.](?P<q>fp8(?:[-_]dynamic)?|awq|gptq(?:[-_]int[48])?|bnb[-_]4bit)$", re.IGNORECASE)
+_QUANT_METHOD = {"fp8": "fp8", "awq": "awq", "gptq": "gptq", "bnb": "bitsandbytes"}
+_GGUF_SUFFIX = re.compile(r"[-._](?:i?q\d\w*|mxfp4\w*|f16|bf16|fp16|f32)$", re.IGNORECASE)
+# gguf-split's shard names ("gpt-oss-120b-MXFP4-00001-of-00002.gguf") and the vendor a GGUF's
+# general.name or a file name starts with ("Openai_Gpt Oss 120b", "Meta-Llama-3.1-8B-Instruct")
+_SPLIT_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
+_VENDOR_PREFIX = re.compile(r"^(?:meta|openai|mistralai|qwen|google|microsoft|deepseek-ai)-")
+# Ollama stores models as content-addressed blobs: ".../blobs/sha256-<64 hex>" names no model.
+_BLOB = re.compile(r"(?:^|[\\/])sha256[-:][0-9a-f]{64}$", re.IGNORECASE)
+
+
+def quantization_in_name(name: str | None) -> tuple[str, str] | None:
+    """(vLLM quantization method, the suffix) when a model name ends in a quantized-checkpoint suffix."""
+    if not name:
+        return None
+    m = _QUANT_SUFFIX.search(name.rstrip("/"))
+    if not m:
+        return None
+    key = re.split(r"[-_]", m["q"].lower())[0]
+    return _QUANT_METHOD[key], m.group(0)[1:]
+
+
+def is_blob_path(name: str | None) -> bool:
+    return bool(name) and bool(_BLOB.search(name.strip().rstrip("\\/")))
+
+
+def _base_name(raw: str) -> str:
+    """The last path part of a name, whichever separator the machine that wrote the log used
+    (Ollama's Go %q quoting doubles Windows backslashes)."""
+    return re.split(r"[\\/]+", raw.strip().rstrip("\\/"))[-1]
+
+
+def model_name_candidates(settings: LogSettings) -> list[str]:
+    """Names the log gives its model, turned into ids a catalog may know (most literal first): the
+    name as logged, its last path part, without a GGUF extension or type, without a quantized-
+    checkpoint suffix (-FP8, -AWQ ...), lower-cased, without a vendor prefix or chat suffix. Ollama
+    blob paths and local paths name nothing here."""
+    out: list[str] = []
+    for raw in (settings.model, settings.gguf_name, settings.model_path):
+        if not raw or is_blob_path(raw):
+            continue
+        base = _base_name(raw)
+        stem = _SPLIT_SUFFIX.sub("", re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE))
+        stem = _QUANT_SUFFIX.sub("", _GGUF_SUFFIX.sub("", stem))
+        norm = re.sub(r"[\s_]+", "-", stem.strip()).lower()
+        no_vendor = _VENDOR_PREFIX.sub("", norm)
+        unquantized = _QUANT_SUFFIX.sub("", raw.rstrip("/"))
+        for cand in (raw, unquantized, base, stem, norm, no_vendor, re.sub(r"-(instruct|chat|it)$", "", no_vendor)):
+            if cand and cand not in out and not cand.startswith(("/", ".", "~")) and "\\" not in cand \
+                    and not re.match(r"^[A-Za-z]:", cand):
+                out.append(cand)
+    return out
+
+
+def model_named(settings: LogSettings) -> str | None:
+    """The model as the log names it, for messages: a blob path is said to be one."""
+    for raw in (settings.model, settings.gguf_name, settings.model_path):
+        if raw and not is_blob_path(raw):
+            return raw
+    if settings.model_path:
+        return f"an Ollama blob ({_base_name(settings.model_path)[:19]}...)"
+    return None
 
 
 def parse_lines(lines: Iterable[str]) -> ParsedLog:
