@@ -96,6 +96,20 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
     return results
 
 
+def train(model: str, gpus: list[str] | None = None, source: SourceKind = "auto", **setup):
+    """Fine-tuning memory per GPU configuration (``setup``: the fields of ``TrainSetup``, as
+    `fitcalc train` names them)."""
+    from fitcalc.core.estimate.training import prepare_training, train_result
+    from fitcalc.edges import catalog
+    from fitcalc.edges.inputs import resolve_devices, train_setup
+
+    spec = resolve_model(model, source)
+    prepared = prepare_training(spec, train_setup(setup), catalog.load_engine("torch"))
+    devices, notes = resolve_devices(gpus)
+    result = train_result(prepared, [(dev, n, dev.label) for dev, n in devices])
+    return result.model_copy(update={"notes": [*result.notes, *notes, *spec.warnings]})
+
+
 class GpuRow(BaseModel):
     """One catalog GPU as `fitcalc gpus` lists it. Bytes are exact ints; rates as published."""
 

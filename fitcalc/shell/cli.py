@@ -149,6 +149,73 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 
+MethodOpt = Annotated[str, typer.Option("--method", help="full, lora or qlora (NF4 base, BF16 adapters)",
+                                         case_sensitive=False)]
+SeqOpt = Annotated[str, typer.Option("--seq", help="tokens per sequence (4096, 8k)")]
+
+
+@app.command(epilog="Examples:  fitcalc train llama-3.1-8b --method lora --gpu rtx-4090   |   "
+                    "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm:8 --seq 4096   |   "
+                    "fitcalc train qwen3-32b --method qlora --rank 64 --optimizer paged-adamw-8bit "
+                    "--grad-checkpointing --gpu 24GiB --json")
+@_handled
+def train(model: ModelArg, gpu: GpuOpt = None, method: MethodOpt = "lora",
+          rank: Annotated[int, typer.Option("--rank", help="LoRA rank r")] = 16,
+          targets: Annotated[str, typer.Option(
+              "--targets", help="LoRA targets: all-linear, attention, or layer names (q_proj,v_proj,...)")] = "all-linear",
+          optimizer: Annotated[str, typer.Option(
+              "--optimizer", help="adamw, adamw-8bit, paged-adamw, paged-adamw-8bit, adafactor, lion, sgd")] = "adamw",
+          precision: Annotated[str, typer.Option(
+              "--precision", help="bf16-mixed (FP32 master weights), bf16 or fp32")] = "bf16-mixed",
+          micro_batch: Annotated[int, typer.Option("--micro-batch", help="sequences per GPU per step")] = 1,
+          seq: SeqOpt = "2048",
+          grad_accum: Annotated[int, typer.Option(
+              "--grad-accum", help="micro-batches per optimizer step (no memory cost)")] = 1,
+          grad_checkpointing: Annotated[bool, typer.Option(
+              "--grad-checkpointing", help="recompute activations in backward, keeping each layer's input")] = False,
+          checkpoint_every: Annotated[int, typer.Option(
+              "--checkpoint-every", help="with --grad-checkpointing: only every k-th layer")] = 1,
+          attention: Annotated[str, typer.Option(
+              "--attention", help="flash (no score matrix) or eager (keeps batch × heads × seq² scores)")] = "flash",
+          loss: Annotated[str, typer.Option(
+              "--loss", help="full (FP32 logits over the vocabulary) or chunked (fused, Liger-style)")] = "full",
+          zero: Annotated[Optional[int], typer.Option("--zero", help="DeepSpeed ZeRO stage 0, 1, 2 or 3")] = None,
+          fsdp: Annotated[Optional[str], typer.Option("--fsdp", help="FSDP sharding: full or hybrid")] = None,
+          offload: Annotated[str, typer.Option(
+              "--offload", help="none, optimizer (states and master weights to host RAM) or params")] = "none",
+          no_double_quant: Annotated[bool, typer.Option(
+              "--no-double-quant", help="QLoRA without double quantization of the NF4 scales")] = False,
+          base_recipe: Annotated[Optional[str], typer.Option(
+              "--base-recipe", help="LoRA: price the frozen base in this recipe (bf16, ...), not as stored")] = None,
+          gpus_per_node: Annotated[int, typer.Option(
+              "--gpus-per-node", help="GPUs per node (FSDP hybrid, host RAM per node)")] = 8,
+          json_out: JsonOpt = False,
+          check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
+          explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+          source: SourceOpt = "auto") -> None:
+    """Can MODEL be fine-tuned on these GPUs? Every term of a training step, per GPU and host RAM."""
+    from fitcalc import api
+    from fitcalc.core.units import parse_count
+
+    if zero is not None and fsdp is not None:
+        raise typer.BadParameter("give --zero or --fsdp, not both", param_hint="--zero/--fsdp")
+    result = api.train(model, gpu, source=source.lower(), method=method.lower(), rank=rank,  # type: ignore[arg-type]
+                       targets=targets, optimizer=optimizer.lower(), precision=precision.lower(),
+                       micro_batch=micro_batch, seq=parse_count(seq), grad_accum=grad_accum,
+                       checkpointing=grad_checkpointing, checkpoint_every=checkpoint_every,
+                       attention=attention.lower(), loss=loss.lower(), zero=zero or 0,
+                       fsdp=fsdp.lower() if fsdp else None, offload=offload.lower(),
+                       double_quant=not no_double_quant, base_recipe=base_recipe, gpus_per_node=gpus_per_node)
+    if json_out:
+        _emit_json(result)
+    else:
+        from fitcalc.shell.render import render_train
+
+        render_train(result, explain=explain)
+    if check and not all(r.fits for r in result.fits):
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
 @app.command(epilog="Examples:  fitcalc reconcile vllm.log --gpu a100-40gb   |   "
                     "fitcalc reconcile server.log --model gpt-oss-20b --set n_cpu_moe=99 --json   |   "
                     "fitcalc reconcile ollama.log --save")

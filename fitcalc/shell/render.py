@@ -111,7 +111,8 @@ def render_models(rows, out: Console | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red"}
-_SEGMENTS = (("weights", "blue"), ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
+_SEGMENTS = (("weights", "blue"), ("grads", "green"), ("master", "bright_blue"), ("optimizer", "red"),
+             ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
 
 
 def capacity_bar(terms, available: int, width: int = 60) -> Text:
@@ -133,6 +134,20 @@ def capacity_bar(terms, available: int, width: int = 60) -> Text:
     return bar
 
 
+def terms_table(terms) -> Table:
+    """Term id, GiB, MB, kind and band, one row per term."""
+    t = Table(show_header=True, box=None, pad_edge=False)
+    t.add_column("term")
+    t.add_column("GiB", justify="right")
+    t.add_column("MB", justify="right")
+    t.add_column("kind")
+    t.add_column("±", justify="right")
+    for term in terms:
+        t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
+                  f"{term.band:.0%}" if term.band else "")
+    return t
+
+
 def render_fit(results, explain: bool = False, out: Console | None = None) -> None:
     c = out or console()
     for r in results:
@@ -145,16 +160,7 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
                  f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
                  f"± {format_bytes(r.uncertainty_bytes)}", style="default")
         c.print(v, soft_wrap=True)
-        t = Table(show_header=True, box=None, pad_edge=False)
-        t.add_column("term")
-        t.add_column("GiB", justify="right")
-        t.add_column("MB", justify="right")
-        t.add_column("kind")
-        t.add_column("±", justify="right")
-        for term in r.terms:
-            t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
-                      f"{term.band:.0%}" if term.band else "")
-        c.print(t)
+        c.print(terms_table(r.terms))
         c.print(capacity_bar(r.terms, r.available_bytes))
         if r.max_context is None:
             c.print("max context: does not fit even at the smallest context", style="red")
@@ -170,6 +176,66 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
         if explain:
             for term in r.terms:
                 c.print(Text(term.explain, style="dim"), soft_wrap=True)
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def _train_setup_text(s) -> str:
+    if s.method == "full":
+        what = "full fine-tuning"
+    else:
+        quant = f" on NF4{' + double quant' if s.double_quant else ''}" if s.method == "qlora" else ""
+        what = f"{'QLoRA' if s.method == 'qlora' else 'LoRA'} r={s.rank} on {s.targets}{quant}"
+    ckpt = ""
+    if s.checkpointing:
+        ckpt = ", gradient checkpointing" + (f" every {s.checkpoint_every} layers" if s.checkpoint_every > 1 else "")
+    return (f"{what}, {s.precision}, {s.optimizer} — micro-batch {s.micro_batch} × {s.seq:,} tokens, "
+            f"{s.attention} attention, {s.loss} loss{ckpt}")
+
+
+def _train_limits(r, setup) -> str:
+    if r.gpus_needed is not None:
+        need = f"{r.gpus_needed:,}"
+    elif setup.zero == 0 and setup.fsdp is None:
+        need = "more GPUs do not help without sharding (--zero 3 or --fsdp full)"
+    else:
+        need = "over 1,024"
+    mb = f"{r.max_micro_batch:,}" if r.max_micro_batch else "none"
+    sq = f"{r.max_seq:,} tokens" if r.max_seq else "none"
+    return (f"largest micro-batch at {setup.seq:,} tokens: {mb}; largest sequence at micro-batch "
+            f"{setup.micro_batch}: {sq}; GPUs of this kind needed: {need}")
+
+
+def render_train(result, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    c.print(Text(f"{result.display_name} — {_train_setup_text(result.setup)}", style="bold"), soft_wrap=True)
+    c.print(f"trains {format_params(result.params_trainable)} of {format_params(result.params_total)} parameters "
+            f"({result.params_trainable:,}); weights held as {result.recipe}", soft_wrap=True)
+    for r in result.fits:
+        count = f"{r.count} × " if r.count > 1 else ""
+        c.print(Text(f"on {count}{r.label} — {r.sharding}", style="bold"), soft_wrap=True)
+        v = Text("FITS" if r.fits else "DOES NOT FIT", style="bold green" if r.fits else "bold red")
+        v.append(f"  needs {gib(r.gpu_bytes)} of {gib(r.memory_bytes)} ({gb(r.memory_bytes)})"
+                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
+                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
+        c.print(v, soft_wrap=True)
+        c.print(terms_table(r.terms))
+        c.print(capacity_bar(r.terms, r.memory_bytes))
+        if r.host_terms:
+            c.print(f"host RAM per node ({min(r.count, result.setup.gpus_per_node)} GPUs): {gib(r.host_bytes)} = "
+                    + " + ".join(f"{t.id} {gib(t.bytes)}" for t in r.host_terms), soft_wrap=True)
+        c.print(_train_limits(r, result.setup), soft_wrap=True)
+        for n in r.notes:
+            c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        if explain:
+            for term in [*r.terms, *r.host_terms]:
+                c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        c.print()
+    for n in result.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+
+
         c.print()
 # gpus
 # ---------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-"""Fine-tuning memory (fitcalc.estimate.training) against hand arithmetic and published figures.
+"""Fine-tuning memory (fitcalc.core.estimate.training) against hand arithmetic and published figures.
 
 Every expected value below is derived by hand in its comment or taken from a paper, never from the code.
 """
 
 import pytest
 
-from fitcalc import catalog
-from fitcalc.errors import InputError
-from fitcalc.estimate.training import (
+from fitcalc.edges import catalog
+from fitcalc.core.errors import InputError
+from fitcalc.core.estimate.training import (
     TrainSetup,
     fit_training,
     logits_term,
@@ -15,8 +15,8 @@ from fitcalc.estimate.training import (
     prepare_training,
     train_footprint,
 )
-from fitcalc.estimate.weights import TensorEntry
-from fitcalc.spec import Architecture, Device, ModelSpec, RecipeSpec
+from fitcalc.core.estimate.weights import TensorEntry
+from fitcalc.core.spec import Architecture, Device, ModelSpec, RecipeSpec
 from tests.archs import llama_3_1_8b
 
 BF16 = RecipeSpec(id="native", rules={"default": "bf16"})
@@ -67,7 +67,7 @@ def test_mixed_precision_adamw_is_16_bytes_per_parameter():
     ("bf16", "paged-adamw", 2 + 2 + 2 * 4),  # bitsandbytes 32-bit states are fp32 whatever the params
 ], ids=["bf16", "fp32", "lion", "sgd", "paged-32bit"])
 def test_bytes_per_parameter_by_precision_and_optimizer(precision, optimizer, per_param):
-    p, t, _ = _terms(llama_3_1_8b(), method="full", precision=precision, optimizer=optimizer)
+    _p, t, _ = _terms(llama_3_1_8b(), method="full", precision=precision, optimizer=optimizer)
     assert _states(t) == per_param * LLAMA_PARAMS
 
 
@@ -151,7 +151,7 @@ def test_saved_activations_of_a_llama_layer_full_finetuning():
 
 def test_checkpointing_keeps_layer_inputs_and_recomputes_one_layer():
     # every layer checkpointed: each keeps its bf16 input (2 × 4096 B per token); one layer recomputed
-    p, t, _ = _terms(llama_3_1_8b(), method="full", seq=1024, checkpointing=True)
+    _p, t, _ = _terms(llama_3_1_8b(), method="full", seq=1024, checkpointing=True)
     assert t["act.layers"].bytes == 1024 * 32 * 2 * 4096
     assert t["act.recompute"].bytes == 1024 * 200_832
     # every 4th layer (torchtitan's selective layer AC): 8 checkpointed, 24 stored whole

@@ -32,24 +32,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fitcalc.engines import EngineProfile
-from fitcalc.errors import InputError
-from fitcalc.estimate.overhead import (
+from fitcalc.core.engines import EngineProfile
+from fitcalc.core.errors import InputError
+from fitcalc.core.estimate.overhead import (
     cuda_context_draft,
     driver_reserved_draft,
     engine_constant_drafts,
 )
-from fitcalc.estimate.terms import Footprint, Term, make_term
-from fitcalc.estimate.weights import (
+from fitcalc.core.estimate.terms import Footprint, Term, make_term
+from fitcalc.core.estimate.weights import (
     TensorEntry,
     WeightsBreakdown,
     layer_table,
     tensor_inventory,
     weights_breakdown,
 )
-from fitcalc.recipes import GENERIC_RECIPES, resolve_recipe
-from fitcalc.spec import Architecture, Device, ModelSpec, RecipeSpec
-from fitcalc.units import ceil_div, format_both
+from fitcalc.core.recipes import GENERIC_RECIPES, resolve_recipe
+from fitcalc.core.spec import Architecture, Device, ModelSpec, RecipeSpec
+from fitcalc.core.units import ceil_div, format_both
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16-mixed", "bf16", "fp32"]
@@ -185,7 +185,7 @@ def training_recipe(model: ModelSpec, setup: TrainSetup) -> RecipeSpec:
     """The recipe of the weights held on the GPUs: full fine-tuning in the training dtype; LoRA the
     frozen base as stored (or ``base_recipe``); QLoRA the base in NF4 (transformers BitsAndBytesConfig:
     every nn.Linear but lm_head; embeddings, norms and routers stay 16-bit: the nf4 recipes of
-    fitcalc.recipes). Raises InputError for QLoRA on a checkpoint already quantized another way."""
+    fitcalc.core.recipes). Raises InputError for QLoRA on a checkpoint already quantized another way."""
     if setup.method == "full":
         return GENERIC_RECIPES["fp32" if setup.precision == "fp32" else "bf16"]
     if setup.method == "qlora":
@@ -703,3 +703,29 @@ def gpus_needed(p: TrainPrep, device: Device, most: int = 1024) -> int | None:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi
+
+
+class TrainResult(BaseModel):
+    """`fitcalc train`: one setup on one or more GPU configurations."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    display_name: str
+    setup: TrainSetup
+    recipe: str  # the recipe of the weights held (training dtype, base as stored, or NF4)
+    params_total: int
+    params_trainable: int
+    fits: list[TrainFit]
+    notes: list[str] = Field(default_factory=list)
+
+
+def train_result(p: TrainPrep, targets: list[tuple[Device, int, str]]) -> TrainResult:
+    """Verdicts for each (device, count, label) with the prepared setup."""
+    notes = []
+    if p.setup.grad_accum > 1:
+        notes.append(f"gradient accumulation over {p.setup.grad_accum} micro-batches adds no memory: their gradients "
+                     f"sum into the same buffers (effective batch {p.setup.grad_accum * p.setup.micro_batch} per GPU)")
+    return TrainResult(model=p.model.id, display_name=p.model.display_name, setup=p.setup, recipe=p.base.recipe,
+                       params_total=p.base.params_total, params_trainable=p.params_trainable,
+                       fits=[fit_training(p, dev, n, label) for dev, n, label in targets], notes=notes)
