@@ -134,6 +134,14 @@ def capacity_bar(terms, available: int, width: int = 60) -> Text:
     return bar
 
 
+def verdict_line(verdict: str, needed: int, available: int, count: int, headroom: int, uncertainty: int) -> Text:
+    """``FITS  needs X of Y (Y GB) per GPU; headroom H ± U``."""
+    v = Text(verdict.upper(), style=_VERDICT_STYLE[verdict])
+    v.append(f"  needs {gib(needed)} of {gib(available)} ({gb(available)}){' per GPU' if count > 1 else ''}; "
+             f"headroom {format_bytes(headroom)} ± {format_bytes(uncertainty)}", style="default")
+    return v
+
+
 def terms_table(terms) -> Table:
     """Term id, GiB, MB, kind and band, one row per term."""
     t = Table(show_header=True, box=None, pad_edge=False)
@@ -155,11 +163,8 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
         head = Text(f"{r.model} on {count}{r.device}", style="bold")
         head.append(f" — {r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
         c.print(head, soft_wrap=True)
-        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
-        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
-                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
-                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
-        c.print(v, soft_wrap=True)
+        c.print(verdict_line(r.verdict, r.required_bytes, r.available_bytes, r.count, r.headroom_bytes,
+                             r.uncertainty_bytes), soft_wrap=True)
         c.print(terms_table(r.terms))
         c.print(capacity_bar(r.terms, r.available_bytes))
         if r.max_context is None:
@@ -215,11 +220,8 @@ def render_train(result, explain: bool = False, out: Console | None = None) -> N
     for r in result.fits:
         count = f"{r.count} × " if r.count > 1 else ""
         c.print(Text(f"on {count}{r.label} — {r.sharding}", style="bold"), soft_wrap=True)
-        v = Text("FITS" if r.fits else "DOES NOT FIT", style="bold green" if r.fits else "bold red")
-        v.append(f"  needs {gib(r.gpu_bytes)} of {gib(r.memory_bytes)} ({gb(r.memory_bytes)})"
-                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
-                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
-        c.print(v, soft_wrap=True)
+        c.print(verdict_line("fits" if r.fits else "does not fit", r.gpu_bytes, r.memory_bytes, r.count,
+                             r.headroom_bytes, r.uncertainty_bytes), soft_wrap=True)
         c.print(terms_table(r.terms))
         c.print(capacity_bar(r.terms, r.memory_bytes))
         if r.host_terms:

@@ -5,7 +5,6 @@ Every expected value below is derived by hand in its comment or taken from a pap
 
 import pytest
 
-from fitcalc.edges import catalog
 from fitcalc.core.errors import InputError
 from fitcalc.core.estimate.training import (
     TrainSetup,
@@ -17,6 +16,7 @@ from fitcalc.core.estimate.training import (
 )
 from fitcalc.core.estimate.weights import TensorEntry
 from fitcalc.core.spec import Architecture, Device, ModelSpec, RecipeSpec
+from fitcalc.edges import catalog
 from tests.archs import llama_3_1_8b
 
 BF16 = RecipeSpec(id="native", rules={"default": "bf16"})
