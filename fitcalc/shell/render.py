@@ -181,6 +181,9 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
         if explain:
             for term in r.terms:
                 c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        c.print()
+
+
 # ---------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +241,7 @@ def render_train(result, explain: bool = False, out: Console | None = None) -> N
         c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
 
 
-        c.print()
+# ---------------------------------------------------------------------------------------------
 # gpus
 # ---------------------------------------------------------------------------------------------
 
