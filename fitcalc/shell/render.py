@@ -208,7 +208,7 @@ def _train_limits(r, setup) -> str:
     elif setup.zero == 0 and setup.fsdp is None:
         need = "more GPUs do not help without sharding (--zero 3 or --fsdp full)"
     else:
-        need = "over 1,024"
+        need = "none up to 1,024: what each GPU holds beyond its shard (gathered layers, activations) does not fit"
     mb = f"{r.max_micro_batch:,}" if r.max_micro_batch else "none"
     sq = f"{r.max_seq:,} tokens" if r.max_seq else "none"
     return (f"largest micro-batch at {setup.seq:,} tokens: {mb}; largest sequence at micro-batch "

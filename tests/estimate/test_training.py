@@ -199,6 +199,16 @@ def test_gpt_oss_all_linear_is_attention_only():
     assert p.params_trainable == 24 * 16 * (2 * (4096 + 2880) + 2 * (512 + 2880)) == 7_962_624
 
 
+def test_mixtral_all_linear_adapts_every_expert_but_not_the_router():
+    # Mixtral-8x7B (32 layers, H 4096, 8 KV heads of 128, 8 experts of I 14,336), r = 16, per layer:
+    # q, o 16·(4096+4096) each + k, v 16·(1024+4096) each + 8 experts × 3 × 16·(14336+4096) = 7,503,872;
+    # × 32 = 240,123,904. The router (8 × 4096) is left out: r = 16 would exceed its 8 outputs.
+    p = prepare_training(catalog.load_model("mixtral-8x7b"), TrainSetup(method="lora"), ENGINE)
+    assert p.params_trainable == 32 * 16 * (2 * 8192 + 2 * 5120 + 8 * 3 * 18432) == 240_123_904
+    with pytest.raises(InputError, match="larger than the layer"):
+        prepare_training(catalog.load_model("mixtral-8x7b"), TrainSetup(method="lora", targets="router"), ENGINE)
+
+
 def test_solvers_are_tight():
     p = prepare_training(llama_3_1_8b(), TrainSetup(method="lora", seq=512), ENGINE)
     dev = Device.from_budget(24 * 2**30)

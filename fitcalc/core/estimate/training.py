@@ -123,12 +123,14 @@ def _role(e: TensorEntry) -> str:
 
 def _is_adaptable(e: TensorEntry, arch: Architecture) -> bool:
     """A matrix inside the decoder layers that PEFT's ``all-linear`` matches: an nn.Linear, not the
-    output layer (peft tuners_utils._maybe_include_all_linear_layers). gpt-oss's stacked experts and
-    router are nn.Parameter, not nn.Linear (transformers GptOssExperts, GptOssTopKRouter)."""
-    if e.kind != "matrix" or e.group in ("lm_head", "embedding", *_NOT_TRAINED):
+    output layer (peft tuners_utils._maybe_include_all_linear_layers). gpt-oss's stacked experts are
+    nn.Parameter, not nn.Linear (transformers GptOssExperts). MoE routers are left out although PEFT
+    would adapt one that is an nn.Linear (Mixtral's ``gate``): with E outputs (8 for Mixtral) the usual
+    ranks exceed the layer, and MoE recipes (axolotl, Unsloth) list the projections only; name
+    ``router`` in --targets to adapt it."""
+    if e.kind != "matrix" or e.group in ("lm_head", "embedding", "router", *_NOT_TRAINED):
         return False
-    stacked = arch.moe is not None and arch.moe.stacked
-    return not (stacked and e.group in ("experts", "router"))
+    return not (arch.moe is not None and arch.moe.stacked and e.group == "experts")
 
 
 def lora_targets(arch: Architecture, targets: str) -> list[TensorEntry]:
