@@ -241,6 +241,24 @@ def render_train(result, explain: bool = False, out: Console | None = None) -> N
         c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
 
 
+def render_verify_train(r, out: Console | None = None) -> None:
+    """One row per measured term: predicted, measured, error, tolerance, verdict."""
+    c = out or console()
+    c.print(Text(f"{r.model}, first {r.layers} layer{'s' if r.layers > 1 else ''} — {r.setup_text} — {r.device}",
+                 style="bold"), soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, just in (("term", "left"), ("predicted", "right"), ("measured", "right"), ("error", "right"),
+                      ("tolerance", "right"), ("", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in r.rows:
+        t.add_row(row.term, f"{row.predicted:,}", f"{row.measured:,}", f"{row.error:+.2%}", f"±{row.tolerance:.0%}",
+                  Text("ok", style="green") if row.ok else Text("OUT", style="bold red"))
+    c.print(t)
+    c.print(f"peak of live tensors over the step: {gib(r.peak_measured)}; predicted total {gib(r.predicted_total)}")
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # gpus
 # ---------------------------------------------------------------------------------------------
