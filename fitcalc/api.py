@@ -96,6 +96,31 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
     return results
 
 
+def train(model: str, gpus: list[str] | None = None, source: SourceKind = "auto", **setup):
+    """Fine-tuning memory per GPU configuration (``setup``: the fields of ``TrainSetup``, as
+    `fitcalc train` names them)."""
+    from fitcalc.core.estimate.training import prepare_training, train_result
+    from fitcalc.edges import catalog
+    from fitcalc.edges.inputs import resolve_devices, train_setup
+
+    spec = resolve_model(model, source)
+    prepared = prepare_training(spec, train_setup(setup), catalog.load_engine("torch"))
+    devices, notes = resolve_devices(gpus)
+    result = train_result(prepared, [(dev, n, dev.label) for dev, n in devices])
+    return result.model_copy(update={"notes": [*result.notes, *notes, *spec.warnings]})
+
+
+def verify_train(model: str, layers: int | str | None = 1, source: SourceKind = "auto", seed: int = 0, **setup):
+    """Measure one training step (forward, backward, optimizer step) of MODEL's first ``layers`` layers on
+    the CPU and compare with `fitcalc train`'s terms for the same layers: a TrainVerifyResult."""
+    from fitcalc.edges import catalog
+    from fitcalc.edges.inputs import train_setup
+    from fitcalc.edges.measure.train_step import verify_train as run_step
+
+    n = int(layers) if layers not in (None, "all") else 1
+    return run_step(resolve_model(model, source), train_setup(setup), n, catalog.load_engine("torch"), seed)
+
+
 class GpuRow(BaseModel):
     """One catalog GPU as `fitcalc gpus` lists it. Bytes are exact ints; rates as published."""
 

@@ -3,7 +3,7 @@ Regenerate with `pytest --regen-golden` and review the diff."""
 
 import pytest
 
-COMMANDS = [[], ["size"], ["fit"], ["plan"], ["verify"], ["report"], ["check"], ["reconcile"], ["gpus"],
+COMMANDS = [[], ["size"], ["fit"], ["plan"], ["train"], ["verify"], ["report"], ["check"], ["reconcile"], ["gpus"],
             ["models"], ["recipes"]]
 
 

@@ -33,3 +33,15 @@ def test_seed_claims_hold():
     reserve = next(t.bytes for t in r80.terms if t.id == "overhead.engine_reserve")
     driver = next(t.bytes for t in r80.terms if t.id == "overhead.driver_reserved")
     assert weights > r80.available_bytes - reserve - driver
+
+
+def test_train_page_claims_hold():
+    # docs/examples/train.md: 20b LoRA fits one 24 GB card only with gradient checkpointing; 120b LoRA fits one
+    # 80 GB GPU; Llama-3.1-8B full fine-tuning fits 8 x H100 under ZeRO-3 and not one.
+    from fitcalc import api
+
+    assert not api.train("gpt-oss-20b", ["rtx-4090"], method="lora").fits[0].fits
+    assert api.train("gpt-oss-20b", ["rtx-4090"], method="lora", checkpointing=True).fits[0].fits
+    assert api.train("gpt-oss-120b", ["h100-sxm"], method="lora", checkpointing=True).fits[0].fits
+    eight, one = api.train("llama-3.1-8b", ["h100-sxm:8", "h100-sxm"], method="full", zero=3, seq=4096).fits
+    assert eight.fits and not one.fits and 1 < one.gpus_needed <= 8

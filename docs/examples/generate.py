@@ -78,7 +78,45 @@ machine that wrote it. The same scenarios are tests with hand arithmetic: `tests
      "--recipe q4_k_m --context 8k"),
 ])
 
-PAGES = [FIT_PAGE, PLAN_PAGE]
+TRAIN_PAGE = ("train.md", "# `fitcalc train` — fine-tuning memory, worked examples", """\
+`fitcalc train` prices every term of one training step on each GPU: the weights as held (the frozen base as
+stored for LoRA, NF4 for QLoRA, the training dtype for full fine-tuning), gradients, FP32 master weights,
+optimizer states, the activations autograd keeps, the loss over the vocabulary, and the runtime overhead;
+sharded by ZeRO or FSDP and offloaded to host RAM where asked. Formulas: docs/formulas.md, "Training";
+how it compares with accelerate and DeepSpeed: docs/training.md. Every output below is what the command above
+it prints (regenerate with `python docs/examples/generate.py`); the hand-checked figures behind them are
+tests/estimate/test_training.py.
+""", [
+    ("## 1. gpt-oss-20b, LoRA on one 24 GB card\n\n"
+     "LoRA r=16 on every nn.Linear (for gpt-oss that is q, k, v and o: its experts and router are parameters, "
+     "not linear layers) trains 7.96M parameters; the frozen base stays in its MXFP4 checkpoint format. Without "
+     "gradient checkpointing the saved activations of 24 layers at 2,048 tokens do not fit beside the 12.8 GiB "
+     "of weights:",
+     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090"),
+    ("With gradient checkpointing each layer keeps only its input; the 201,088-entry vocabulary's logits "
+     "(bf16, their fp32 copy and the fp32 log-softmax) become the largest activation term:",
+     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --grad-checkpointing"),
+    ("A chunked, fused cross-entropy (Liger-Kernel's) never holds the whole [tokens, vocabulary] matrix, which "
+     "lets a sequence several times longer fit:",
+     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --grad-checkpointing --loss chunked"),
+    ("## 2. gpt-oss-120b, LoRA on one 80 GB GPU\n\n"
+     "The 60.8 GiB MXFP4 base fits one H100 with room for activations when layers are checkpointed:",
+     "fitcalc train gpt-oss-120b --method lora --gpu h100-sxm --grad-checkpointing"),
+    ("## 3. Llama-3.1-8B, full fine-tuning on 8 × H100 with ZeRO-3\n\n"
+     "16 bytes per parameter of model states (2 weights + 2 gradients + 4 FP32 master + 8 Adam) = 128.5 GB, "
+     "split eight ways; each GPU also holds the all-gathered root unit (embedding and lm_head) and two layers, "
+     "one layer's unsharded gradients and its own micro-batch's activations:",
+     "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm:8 --seq 4096"),
+    ("The same run on one GPU does not fit, and ZeRO-3 with one GPU is the same as no sharding (`train` says so "
+     "and goes on); the last line says how many H100s the step needs:",
+     "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm --seq 4096"),
+    ("With the optimizer offloaded to host RAM (DeepSpeed ZeRO-Offload), the GPUs keep BF16 weights and "
+     "gradients and the host holds the FP32 master weights, Adam states and FP32 gradients of every GPU on "
+     "the node:",
+     "fitcalc train llama-3.1-8b --method full --zero 2 --offload optimizer --gpu h100-sxm:8 --seq 4096"),
+])
+
+PAGES = [FIT_PAGE, PLAN_PAGE, TRAIN_PAGE]
 
 
 def run(command: str) -> str:

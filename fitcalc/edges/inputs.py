@@ -206,3 +206,17 @@ def log_device(parsed, gpu: str | None, device=None) -> Device:
     if free:
         return Device.from_budget(free, f"{name} ({format_bytes(free)} free at load, from the log)")
     return Device.from_budget(1 << 40, f"{name} (memory unknown: pass --gpu for a verdict)")
+
+
+def train_setup(fields: dict):
+    """The `fitcalc train` options as a TrainSetup; pydantic's complaint becomes one line naming the option."""
+    from pydantic import ValidationError
+
+    from fitcalc.core.estimate.training import TrainSetup
+
+    try:
+        return TrainSetup(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "setup"
+        raise InputError(f"{name}: {err['msg']}", hint="see `fitcalc train --help`") from None

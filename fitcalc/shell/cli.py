@@ -149,6 +149,75 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 
+MethodOpt = Annotated[str, typer.Option("--method", help="full, lora or qlora (NF4 base, BF16 adapters)",
+                                         case_sensitive=False)]
+SeqOpt = Annotated[str, typer.Option("--seq", help="tokens per sequence (4096, 8k)")]
+RankOpt = Annotated[int, typer.Option("--rank", help="LoRA rank r")]
+TargetsOpt = Annotated[str, typer.Option(
+    "--targets", help="LoRA targets: all-linear, attention, or layer names (q_proj,v_proj,...)")]
+OptimizerOpt = Annotated[str, typer.Option(
+    "--optimizer", help="adamw, adamw-8bit, paged-adamw, paged-adamw-8bit, adafactor, lion, sgd")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="bf16-mixed (FP32 master weights), bf16 or fp32")]
+GradCkptOpt = Annotated[bool, typer.Option(
+    "--grad-checkpointing", help="recompute activations in backward, keeping each layer's input")]
+
+
+@app.command(epilog="Examples:  fitcalc train llama-3.1-8b --method lora --gpu rtx-4090   |   "
+                    "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm:8 --seq 4096   |   "
+                    "fitcalc train qwen3-32b --method qlora --rank 64 --optimizer paged-adamw-8bit "
+                    "--grad-checkpointing --gpu 24GiB --json")
+@_handled
+def train(model: ModelArg, gpu: GpuOpt = None, method: MethodOpt = "lora",
+          rank: RankOpt = 16, targets: TargetsOpt = "all-linear", optimizer: OptimizerOpt = "adamw",
+          precision: PrecisionOpt = "bf16-mixed",
+          micro_batch: Annotated[int, typer.Option("--micro-batch", help="sequences per GPU per step")] = 1,
+          seq: SeqOpt = "2048",
+          grad_accum: Annotated[int, typer.Option(
+              "--grad-accum", help="micro-batches per optimizer step (no memory cost)")] = 1,
+          grad_checkpointing: GradCkptOpt = False,
+          checkpoint_every: Annotated[int, typer.Option(
+              "--checkpoint-every", help="with --grad-checkpointing: only every k-th layer")] = 1,
+          attention: Annotated[str, typer.Option(
+              "--attention", help="flash (no score matrix) or eager (keeps batch × heads × seq² scores)")] = "flash",
+          loss: Annotated[str, typer.Option(
+              "--loss", help="full (FP32 logits over the vocabulary) or chunked (fused, Liger-style)")] = "full",
+          zero: Annotated[Optional[int], typer.Option("--zero", help="DeepSpeed ZeRO stage 0, 1, 2 or 3")] = None,
+          fsdp: Annotated[Optional[str], typer.Option("--fsdp", help="FSDP sharding: full or hybrid")] = None,
+          offload: Annotated[str, typer.Option(
+              "--offload", help="none, optimizer (states and master weights to host RAM) or params")] = "none",
+          no_double_quant: Annotated[bool, typer.Option(
+              "--no-double-quant", help="QLoRA without double quantization of the NF4 scales")] = False,
+          base_recipe: Annotated[Optional[str], typer.Option(
+              "--base-recipe", help="LoRA: price the frozen base in this recipe (bf16, ...), not as stored")] = None,
+          gpus_per_node: Annotated[int, typer.Option(
+              "--gpus-per-node", help="GPUs per node (FSDP hybrid, host RAM per node)")] = 8,
+          json_out: JsonOpt = False,
+          check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
+          explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+          source: SourceOpt = "auto") -> None:
+    """Can MODEL be fine-tuned on these GPUs? Every term of a training step, per GPU and host RAM."""
+    from fitcalc import api
+    from fitcalc.core.units import parse_count
+
+    if zero is not None and fsdp is not None:
+        raise typer.BadParameter("give --zero or --fsdp, not both", param_hint="--zero/--fsdp")
+    result = api.train(model, gpu, source=source.lower(), method=method.lower(), rank=rank,  # type: ignore[arg-type]
+                       targets=targets, optimizer=optimizer.lower(), precision=precision.lower(),
+                       micro_batch=micro_batch, seq=parse_count(seq), grad_accum=grad_accum,
+                       checkpointing=grad_checkpointing, checkpoint_every=checkpoint_every,
+                       attention=attention.lower(), loss=loss.lower(), zero=zero or 0,
+                       fsdp=fsdp.lower() if fsdp else None, offload=offload.lower(),
+                       double_quant=not no_double_quant, base_recipe=base_recipe, gpus_per_node=gpus_per_node)
+    if json_out:
+        _emit_json(result)
+    else:
+        from fitcalc.shell.render import render_train
+
+        render_train(result, explain=explain)
+    if check and not all(r.fits for r in result.fits):
+        raise typer.Exit(exitcodes.DOES_NOT_FIT)
+
+
 @app.command(epilog="Examples:  fitcalc reconcile vllm.log --gpu a100-40gb   |   "
                     "fitcalc reconcile server.log --model gpt-oss-20b --set n_cpu_moe=99 --json   |   "
                     "fitcalc reconcile ollama.log --save")
@@ -248,7 +317,8 @@ ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
                     "fitcalc verify gpt-oss-20b --device cuda --layers all --context 8192 --json   |   "
                     "fitcalc verify llama-3.1-8b --recipe fp8 --record runs.jsonl   |   "
                     "fitcalc verify gpt-oss-20b --device cpu --tp 2 --layers 1 --context 256   |   "
-                    "torchrun --nproc-per-node 4 -m fitcalc verify gpt-oss-20b --tp 2 --pp 2 --launcher torchrun")
+                    "torchrun --nproc-per-node 4 -m fitcalc verify gpt-oss-20b --tp 2 --pp 2 --launcher torchrun   |   "
+                    "fitcalc verify llama-3.1-8b --train --method qlora --layers 1 --context 256")
 @_handled
 def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None,
            context: Annotated[Optional[str], typer.Option(
@@ -277,7 +347,13 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
                                   "here (spawn); spawn; torchrun")] = "auto",
            timeout: Annotated[float, typer.Option(
                "--timeout", help="seconds a distributed run may take before its ranks are stopped (a hung rank "
-                                 "is named)")] = 600.0) -> None:
+                                 "is named)")] = 600.0,
+           train: Annotated[bool, typer.Option(
+               "--train", help="measure one training step (forward, backward, optimizer step) on the CPU instead; "
+                               "--context is the sequence, --batch the micro-batch")] = False,
+           method: MethodOpt = "lora", rank: RankOpt = 16, targets: TargetsOpt = "all-linear",
+           optimizer: OptimizerOpt = "adamw", precision: PrecisionOpt = "bf16-mixed",
+           grad_checkpointing: GradCkptOpt = False) -> None:
     """Build MODEL's layer stack in PyTorch with the recipe's real storage formats, run a prefill and a decode
     step, measure memory phase by phase and compare with the prediction term by term. With --tp/--pp/--ep the
     stack runs as tp x pp ranks on torch.distributed (gloo on CPU, nccl on CUDA), each rank measured against
@@ -286,10 +362,15 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
     Exit codes: 0 every term within tolerance; 4 a term outside its tolerance; 5 out of memory (does not fit,
     measured); 1 bad input, PyTorch/device missing, or a rank that died, hung or crashed (the message names it)."""
     from fitcalc import api
-    from fitcalc.shell.render import progress_line, render_verify
     from fitcalc.core.units import parse_count
+    from fitcalc.shell.render import progress_line, render_verify
 
     ctx = parse_count(context) if context is not None else None
+    if train:
+        _verify_train(json_out, model, layers=layers, source=source.lower(), method=method.lower(), rank=rank,
+                      targets=targets, optimizer=optimizer.lower(), precision=precision.lower(), micro_batch=batch,
+                      seq=ctx or 256, checkpointing=grad_checkpointing)
+        return
     result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
                         kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
                         force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
@@ -308,6 +389,19 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(result.exit_code)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _verify_train(json_out: bool, model: str, **options) -> None:
+    from fitcalc import api
+    from fitcalc.shell.render import render_verify_train
+
+    result = api.verify_train(model, **options)
+    if json_out:
+        _emit_json(result.model_dump(mode="json") | {"ok": result.ok, "exit_code": result.exit_code})
+    else:
+        render_verify_train(result)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 

@@ -111,7 +111,8 @@ def render_models(rows, out: Console | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _VERDICT_STYLE = {"fits": "bold green", "tight": "bold yellow", "does not fit": "bold red"}
-_SEGMENTS = (("weights", "blue"), ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
+_SEGMENTS = (("weights", "blue"), ("grads", "green"), ("master", "bright_blue"), ("optimizer", "red"),
+             ("kv", "magenta"), ("act", "cyan"), ("overhead", "yellow"))
 
 
 def capacity_bar(terms, available: int, width: int = 60) -> Text:
@@ -133,6 +134,28 @@ def capacity_bar(terms, available: int, width: int = 60) -> Text:
     return bar
 
 
+def verdict_line(verdict: str, needed: int, available: int, count: int, headroom: int, uncertainty: int) -> Text:
+    """``FITS  needs X of Y (Y GB) per GPU; headroom H ± U``."""
+    v = Text(verdict.upper(), style=_VERDICT_STYLE[verdict])
+    v.append(f"  needs {gib(needed)} of {gib(available)} ({gb(available)}){' per GPU' if count > 1 else ''}; "
+             f"headroom {format_bytes(headroom)} ± {format_bytes(uncertainty)}", style="default")
+    return v
+
+
+def terms_table(terms) -> Table:
+    """Term id, GiB, MB, kind and band, one row per term."""
+    t = Table(show_header=True, box=None, pad_edge=False)
+    t.add_column("term")
+    t.add_column("GiB", justify="right")
+    t.add_column("MB", justify="right")
+    t.add_column("kind")
+    t.add_column("±", justify="right")
+    for term in terms:
+        t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
+                  f"{term.band:.0%}" if term.band else "")
+    return t
+
+
 def render_fit(results, explain: bool = False, out: Console | None = None) -> None:
     c = out or console()
     for r in results:
@@ -140,21 +163,9 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
         head = Text(f"{r.model} on {count}{r.device}", style="bold")
         head.append(f" — {r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
         c.print(head, soft_wrap=True)
-        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
-        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
-                 f"{' per GPU' if r.count > 1 else ''}; headroom {format_bytes(r.headroom_bytes)} "
-                 f"± {format_bytes(r.uncertainty_bytes)}", style="default")
-        c.print(v, soft_wrap=True)
-        t = Table(show_header=True, box=None, pad_edge=False)
-        t.add_column("term")
-        t.add_column("GiB", justify="right")
-        t.add_column("MB", justify="right")
-        t.add_column("kind")
-        t.add_column("±", justify="right")
-        for term in r.terms:
-            t.add_row(term.id, f"{to_unit(term.bytes, 'GiB'):.3f}", f"{to_unit(term.bytes, 'MB'):,.1f}", term.kind,
-                      f"{term.band:.0%}" if term.band else "")
-        c.print(t)
+        c.print(verdict_line(r.verdict, r.required_bytes, r.available_bytes, r.count, r.headroom_bytes,
+                             r.uncertainty_bytes), soft_wrap=True)
+        c.print(terms_table(r.terms))
         c.print(capacity_bar(r.terms, r.available_bytes))
         if r.max_context is None:
             c.print("max context: does not fit even at the smallest context", style="red")
@@ -171,6 +182,84 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
             for term in r.terms:
                 c.print(Text(term.explain, style="dim"), soft_wrap=True)
         c.print()
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def _train_setup_text(s) -> str:
+    if s.method == "full":
+        what = "full fine-tuning"
+    else:
+        quant = f" on NF4{' + double quant' if s.double_quant else ''}" if s.method == "qlora" else ""
+        what = f"{'QLoRA' if s.method == 'qlora' else 'LoRA'} r={s.rank} on {s.targets}{quant}"
+    ckpt = ""
+    if s.checkpointing:
+        ckpt = ", gradient checkpointing" + (f" every {s.checkpoint_every} layers" if s.checkpoint_every > 1 else "")
+    return (f"{what}, {s.precision}, {s.optimizer} — micro-batch {s.micro_batch} × {s.seq:,} tokens, "
+            f"{s.attention} attention, {s.loss} loss{ckpt}")
+
+
+def _train_limits(r, setup) -> str:
+    if r.gpus_needed is not None:
+        need = f"{r.gpus_needed:,}"
+    elif setup.zero == 0 and setup.fsdp is None:
+        need = "more GPUs do not help without sharding (--zero 3 or --fsdp full)"
+    else:
+        need = "none up to 1,024: what each GPU holds beyond its shard (gathered layers, activations) does not fit"
+    mb = f"{r.max_micro_batch:,}" if r.max_micro_batch else "none"
+    sq = f"{r.max_seq:,} tokens" if r.max_seq else "none"
+    return (f"largest micro-batch at {setup.seq:,} tokens: {mb}; largest sequence at micro-batch "
+            f"{setup.micro_batch}: {sq}; GPUs of this kind needed: {need}")
+
+
+def render_train(result, explain: bool = False, out: Console | None = None) -> None:
+    c = out or console()
+    c.print(Text(f"{result.display_name} — {_train_setup_text(result.setup)}", style="bold"), soft_wrap=True)
+    c.print(f"trains {format_params(result.params_trainable)} of {format_params(result.params_total)} parameters "
+            f"({result.params_trainable:,}); weights held as {result.recipe}", soft_wrap=True)
+    for r in result.fits:
+        count = f"{r.count} × " if r.count > 1 else ""
+        c.print(Text(f"on {count}{r.label} — {r.sharding}", style="bold"), soft_wrap=True)
+        c.print(verdict_line("fits" if r.fits else "does not fit", r.gpu_bytes, r.memory_bytes, r.count,
+                             r.headroom_bytes, r.uncertainty_bytes), soft_wrap=True)
+        c.print(terms_table(r.terms))
+        c.print(capacity_bar(r.terms, r.memory_bytes))
+        if r.host_terms:
+            c.print(f"host RAM per node ({min(r.count, result.setup.gpus_per_node)} GPUs): {gib(r.host_bytes)} = "
+                    + " + ".join(f"{t.id} {gib(t.bytes)}" for t in r.host_terms), soft_wrap=True)
+        c.print(_train_limits(r, result.setup), soft_wrap=True)
+        for n in r.notes:
+            c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        if explain:
+            for term in [*r.terms, *r.host_terms]:
+                c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        c.print()
+    for n in result.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+
+
+def render_verify_train(r, out: Console | None = None) -> None:
+    """One row per measured term: predicted, measured, error, tolerance, verdict."""
+    c = out or console()
+    c.print(Text(f"{r.model}, first {r.layers} layer{'s' if r.layers > 1 else ''} — {r.setup_text} — {r.device}",
+                 style="bold"), soft_wrap=True)
+    t = Table(show_header=True, box=None, pad_edge=False)
+    for col, just in (("term", "left"), ("predicted", "right"), ("measured", "right"), ("error", "right"),
+                      ("tolerance", "right"), ("", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for row in r.rows:
+        t.add_row(row.term, f"{row.predicted:,}", f"{row.measured:,}", f"{row.error:+.2%}", f"±{row.tolerance:.0%}",
+                  Text("ok", style="green") if row.ok else Text("OUT", style="bold red"))
+    c.print(t)
+    c.print(f"peak of live tensors over the step: {gib(r.peak_measured)}; predicted total {gib(r.predicted_total)}")
+    for n in r.notes:
+        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # gpus
 # ---------------------------------------------------------------------------------------------
 
