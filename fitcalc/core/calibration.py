@@ -101,7 +101,7 @@ def entries_from(result: ReconcileResult, log_sha256: str, date: str, log_name: 
 
     Refuses the whole log, with the reason, when one residual is out of bounds
     (``MAX_RESIDUAL_RATIO``): nothing of a log that far off is stored."""
-    from fitcalc.errors import InputError
+    from fitcalc.core.errors import InputError
     from fitcalc.core.reconcile.model import is_host
 
     out = []

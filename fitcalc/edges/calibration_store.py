@@ -6,13 +6,13 @@ Where it lives (first that applies):
   3. ``$XDG_DATA_HOME/fitcalc/calibration.yaml``, else ``~/.local/share/fitcalc/calibration.yaml``.
 
 Writes go to a temporary file in the same folder, then replace the store in one rename, so a
-store is never half-written (``fitcalc.report.output.write_atomic``: a symlinked store is written
+store is never half-written (``fitcalc.edges.report.output.write_atomic``: a symlinked store is written
 at its target, a device or FIFO refused). Read, merge and write happen under an exclusive
 ``fcntl`` lock on ``<store>.lock`` beside it, so concurrent ``reconcile --save`` runs queue up
 instead of each renaming its own copy over the others' (issue #17: 20 writers kept 15-25 of 100
 entries). Reads are capped and validated (``extra="forbid"``, residuals bounded:
-``fitcalc.calibration.MAX_RESIDUAL_RATIO``) like every data file (``fitcalc.catalog``). The format
-is ``fitcalc.calibration.CalibrationFile``.
+``fitcalc.core.calibration.MAX_RESIDUAL_RATIO``) like every data file (``fitcalc.edges.catalog``). The format
+is ``fitcalc.core.calibration.CalibrationFile``.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ def _locked(path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
 
 def append(path: Path, entries: list[CalibrationEntry]) -> tuple[int, int]:
     """Add entries to the store (creating it), skipping residuals of a log already stored. (Each
-    entry is bounded when it is made: ``fitcalc.calibration.entries_from``.)"""
-    from fitcalc.report.output import write_atomic
+    entry is bounded when it is made: ``fitcalc.core.calibration.entries_from``.)"""
+    from fitcalc.edges.report.output import write_atomic
 
     _check_store_path(path)
     with _locked(path):

@@ -106,7 +106,7 @@ def write_atomic(out: str | Path, text: str) -> None:
 
     OUT a symbolic link: its target is written and the link kept. OUT a device, FIFO or socket:
     refused (``check_writable``). An existing file keeps its permissions. A failure or a signal
-    (SIGTERM, SIGINT: ``fitcalc.cli`` turns them into exceptions) removes the temporary file.
+    (SIGTERM, SIGINT: ``fitcalc.shell.cli`` turns them into exceptions) removes the temporary file.
     """
     check_writable(out)
     p = target_path(out)
