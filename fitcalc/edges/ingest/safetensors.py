@@ -70,6 +70,8 @@ def parse_header(raw: bytes, *, where: str, file: str, data_size: int | None) ->
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise _bad(where, "header is not UTF-8 text") from None
+    except RecursionError:  # json's decoder recurses per level: "[" * 100000 is 100 KB
+        raise _bad(where, "header nests too deep to be a safetensors header") from None
     except ValueError as e:
         raise _bad(where, f"header is not JSON ({str(e).splitlines()[0][:80]})") from None
     if not isinstance(doc, dict):
@@ -155,6 +157,8 @@ def read_json_capped(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> Any:
         raise SafetensorsError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         return json.loads(raw.decode("utf-8"))
+    except RecursionError:  # json's decoder recurses per level
+        raise SafetensorsError(f"{path}: {what} nests too deep to be a {what}", hint="is this the right file?") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise SafetensorsError(f"{path}: {what} is not valid JSON ({str(e).splitlines()[0][:80]})",
                                hint="download it again") from None
