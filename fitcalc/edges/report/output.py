@@ -119,7 +119,7 @@ def write_atomic(out: str | Path, text: str) -> None:
     except OSError as e:
         raise InputError(f"cannot write {out}: {e.strerror}", hint="choose a folder you can write to") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
