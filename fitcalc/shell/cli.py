@@ -181,7 +181,8 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
 @_handled
 def reconcile(
     logfile: Annotated[str, typer.Argument(metavar="LOGFILE", help="an engine's start-up log (vLLM V0/V1, "
-                                                                   "llama.cpp/llama-server, Ollama)")],
+                                                                   "llama.cpp/llama-server, Ollama); - reads "
+                                                                   "standard input")],
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="the model, when the log's name for it is not in the catalog: an id, a Hub "
                               "name or a spec YAML")] = None,
