@@ -4,26 +4,13 @@ over the cap. Each answer is one line, in bounded time, and nothing is written o
 from __future__ import annotations
 
 import json
-import os
 import time
-
-import pytest
 
 from tests.checkpoints import write_safetensors
 from tests.hostile.conftest import cli
 from tests.hostile.makers import LLAMA_CONFIG
-from tests.hubserver import HubServer, Repo
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    with HubServer() as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-        monkeypatch.setenv("FITCALC_HUB_TIMEOUT", "2")
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        yield server
+from tests.hubserver import Repo
+from tests.test_ingest_hub import hub  # noqa: F401 - the loopback Hub fixture, with HF_* pointed at it
 
 
 def _repo(tmp_path, config: dict | None = None, index: dict | None = None, config_bytes: int | None = None) -> Repo:
