@@ -110,3 +110,8 @@ def cli(*args: str, budget: float = TIME_BUDGET, env: dict[str, str] | None = No
         pytest.fail(f"fitcalc {' '.join(args)} hung (stopped after {KILL_AFTER:g} s)")
     assert seconds < budget, f"fitcalc {' '.join(args)} took {seconds:.2f} CPU s (budget {budget:g} s)"
     return Outcome(r.exit_code, r.stdout, r.stderr, seconds)
+
+
+# The loopback Hub (tests/hubserver.py) with HF_ENDPOINT and HF_HOME pointed at it, shared with
+# tests/test_ingest_hub.py; test_hub.py makes it misbehave.
+from tests.test_ingest_hub import hub  # noqa: E402, F401

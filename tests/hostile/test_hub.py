@@ -10,7 +10,6 @@ from tests.checkpoints import write_safetensors
 from tests.hostile.conftest import cli
 from tests.hostile.makers import LLAMA_CONFIG
 from tests.hubserver import Repo
-from tests.test_ingest_hub import hub  # noqa: F401 - the loopback Hub fixture, with HF_* pointed at it
 
 
 def _repo(tmp_path, config: dict | None = None, index: dict | None = None, config_bytes: int | None = None) -> Repo:
