@@ -10,8 +10,9 @@ Routes (as huggingface_hub's file_download.py and hf_api.py call them):
       RevisionNotFound (404), EntryNotFound (404, with X-Repo-Commit), GatedRepo (401 without
       the right bearer token).
 Every request is logged with the bytes of body sent, so tests can check that weights are never
-downloaded. ``delay`` makes chosen paths answer late (timeouts); ``ignore_range`` makes the
-server send whole files (a server that does not support ranges).
+downloaded. ``delay`` makes chosen paths answer late (timeouts); ``drip`` makes them send their
+body one byte at a time, that many seconds apart (a trickle no per-read timeout catches);
+``ignore_range`` makes the server send whole files (a server that does not support ranges).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.log: list[Logged] = []
         self.delay: dict[str, float] = {}  # substring of the path -> seconds
+        self.drip: dict[str, float] = {}  # substring of the path -> seconds between body bytes
         self.ignore_range = False
         self._lock = threading.Lock()
         hub = self
@@ -168,12 +170,15 @@ class HubServer:
             h.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         h.end_headers()
         sent = 0
+        drip = next((secs for key, secs in self.drip.items() if key in path), None)
         if not head:
             try:
                 with open(f, "rb") as fh:
                     fh.seek(start)
                     while sent < length:
-                        chunk = fh.read(min(1 << 16, length - sent))
+                        if drip is not None:
+                            time.sleep(drip)  # wfile is unbuffered: each byte goes out alone
+                        chunk = fh.read(1 if drip is not None else min(1 << 16, length - sent))
                         if not chunk:
                             break
                         h.wfile.write(chunk)

@@ -17,9 +17,34 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fitcalc.core.reconcile.model import ReconcileResult
+
+
+# The largest factor, either way, a residual may carry. A log 16 times over or under fitcalc's
+# prediction is not a calibration but a log of another model, other settings or a corrupt line;
+# stored, it would scale every later `fit --calibrated` by it (issue #17: one corrupt log made fit
+# report 1e21 PiB). The widest residuals of the bundled test logs (tests/reconcile/logs.py) are
+# x0.11 (weights.* of a partly offloaded llama.cpp run) and x3.1 (vLLM V0 overhead.non_torch); of
+# the 23 reference logs that reconcile (benchmarks/reference_logs/index.yaml, 57 residuals) x0.30
+# (Ollama act.compute_buffer, Strix Halo) and x10.3 (vLLM V0 overhead.non_torch, 8 x H200). One is
+# over: weights.* x38 of ollama-go-a10-qwen3-30b-a3b-q8-partial.log, a partial offload whose GPU
+# weights fitcalc does not place yet; that log is refused rather than stored as a calibration.
+MAX_RESIDUAL_RATIO = 16.0
+MAX_RESIDUAL_BYTES = 1 << 50  # 1 PiB: more than any device or host logs
+
+
+def residual_problem(term_id: str, logged_bytes: int, predicted_bytes: int) -> str | None:
+    """Why a residual cannot be stored (None when it can)."""
+    if not 0 <= logged_bytes <= MAX_RESIDUAL_BYTES or not 0 < predicted_bytes <= MAX_RESIDUAL_BYTES:
+        return (f"{term_id}: logged {logged_bytes:,} / predicted {predicted_bytes:,} bytes, outside 0 to "
+                f"{MAX_RESIDUAL_BYTES:,} (1 PiB)")
+    ratio = logged_bytes / predicted_bytes
+    if not 1 / MAX_RESIDUAL_RATIO <= ratio <= MAX_RESIDUAL_RATIO:
+        return (f"{term_id}: logged/predicted is x{ratio:.3g} ({logged_bytes:,} vs {predicted_bytes:,} bytes), "
+                f"outside x{1 / MAX_RESIDUAL_RATIO:g} to x{MAX_RESIDUAL_RATIO:g}")
+    return None
 
 
 class CalibrationEntry(BaseModel):
@@ -42,6 +67,15 @@ class CalibrationEntry(BaseModel):
     log_sha256: str
     log: str | None = None  # the log's file name, for people reading the store
     date: str  # ISO date the residual was saved
+
+    @model_validator(mode="after")
+    def _bounded(self) -> CalibrationEntry:
+        problem = residual_problem(self.term_id, self.logged_bytes, self.predicted_bytes)
+        if problem is not None:
+            raise ValueError(f"residual {problem}")
+        if not abs(self.ratio * self.predicted_bytes - self.logged_bytes) <= 1:  # within a byte; False for NaN
+            raise ValueError(f"ratio {self.ratio} is not logged_bytes / predicted_bytes")
+        return self
 
 
 class CalibrationFile(BaseModel):
@@ -67,13 +101,21 @@ class CalibrationInfo(BaseModel):
 
 def entries_from(result: ReconcileResult, log_sha256: str, date: str, log_name: str | None = None
                  ) -> list[CalibrationEntry]:
-    """The calibratable rows of a reconciliation as store entries (byte rows with a prediction)."""
+    """The calibratable rows of a reconciliation as store entries (byte rows with a prediction).
+
+    Refuses the whole log, with the reason, when one residual is out of bounds
+    (``MAX_RESIDUAL_RATIO``): nothing of a log that far off is stored."""
+    from fitcalc.core.errors import InputError
     from fitcalc.core.reconcile.model import is_host
 
     out = []
     for r in result.rows:
         if not r.calibratable or r.id is None or r.logged_bytes is None or not r.predicted_bytes:
             continue
+        problem = residual_problem(r.id, r.logged_bytes, r.predicted_bytes)
+        if problem is not None:
+            raise InputError(f"not saved: residual {problem}: a log of another model or other settings?",
+                             hint="run without --save to see every row; give --model/--set/--gpu to match the log")
         out.append(CalibrationEntry(
             engine=result.engine, version_family=result.version_family, gpu_family=result.gpu_family,
             device_class="host" if is_host(r.device) else "gpu", term_id=r.id, logged_bytes=r.logged_bytes,

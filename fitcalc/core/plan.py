@@ -27,7 +27,7 @@ from fitcalc.core.estimate import Prepared, drafts, estimate, required_bytes
 from fitcalc.core.estimate.kvcache import kv_format
 from fitcalc.core.estimate.footprint import chunk_tokens, weight_drafts, host_drafts, host_estimate, prepare
 from fitcalc.core.estimate.placement import Assignment, Layout, Share, assign, check_layout, layer_slots, pipeline_stages, \
-    proportional_slots
+    proportional_slots, tp_problem
 from fitcalc.core.estimate.speed import ModelFacts, Placed, SpeedEstimate, model_facts
 from fitcalc.core.estimate.speed import decode as speed_decode
 from fitcalc.core.estimate.speed import prefill as speed_prefill
@@ -170,6 +170,12 @@ def fit_device(p: Prepared, device: Device, workload: Workload, count: int = 1, 
     mode = p.engine.parallel.multi_gpu if count > 1 else "tensor"
     layer_split = mode == "layer"
     tp = count if mode == "tensor" else 1
+    problem = tp_problem(p.arch, tp)
+    if problem is not None:  # as `plan --tp` refuses it: no verdict for a layout the engine cannot start
+        raise InputError(f"{count} GPUs: {p.engine.display_name} splits every matrix over all of them (tensor "
+                         f"parallel {tp}), and {tp} {problem[0]}",
+                         hint=problem[1].replace("e.g. ", "use a GPU count such as ")
+                         + "; `fitcalc plan` also tries pipeline layouts")
     notes: list[str] = []
     if mode == "none":
         notes.append(f"{p.engine.display_name} runs on one GPU: {count - 1} of the {count} stay idle")

@@ -17,6 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+
+# Limits on counts that work grows with (docs/cli.md, "Limits"). Each is far above any published
+# model or machine and far below what costs real time or memory: the estimate, the plan and the
+# layer-stack builder loop per layer, per head group, per expert and per GPU.
+MAX_LAYERS = 1024  # decoder layers; the largest published model has 126 (Llama 3.1 405B), DeepSeek-V3 61
+MAX_HEADS = 1024  # attention (or KV) heads; the largest published has 128 (Llama 3.1 405B, DeepSeek-V3)
+MAX_EXPERTS = 4096  # routed experts per layer; the largest published has 512 (Qwen3-Next)
+MAX_GPU_COUNT = 1024  # GPUs in one configuration (ID:COUNT); a node has 8, an NVL72 rack 72
+# Strict: a count written as ``true`` or ``1e12`` (a float) is refused, not read as 1 or 10^12.
+# ``strict`` refuses bools and floats in Python input; ``ingest.hf_config`` reads JSON numbers itself.
+LayerCount = Annotated[int, Field(gt=0, le=MAX_LAYERS, strict=True)]
+HeadCount = Annotated[int, Field(gt=0, le=MAX_HEADS, strict=True)]
+ExpertCount = Annotated[int, Field(gt=0, le=MAX_EXPERTS, strict=True)]
+GpuCount = Annotated[int, Field(gt=0, le=MAX_GPU_COUNT, strict=True)]
 Fraction01 = Annotated[float, Field(gt=0, le=1)]
 
 _ID_RE = re.compile(r"^[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?(?:-[a-z0-9]+(?:[a-z0-9.]*[a-z0-9])?)*$")
@@ -71,16 +85,16 @@ class LinearAttention(Strict):
     """Linear-attention / SSM layers of hybrids (Qwen3-Next Gated DeltaNet): fixed state, no per-token KV."""
 
     kind: Literal["gated_deltanet"] = "gated_deltanet"
-    num_key_heads: PositiveInt
-    num_value_heads: PositiveInt
+    num_key_heads: HeadCount
+    num_value_heads: HeadCount
     key_head_dim: PositiveInt
     value_head_dim: PositiveInt
     conv_kernel_size: PositiveInt
 
 
 class MoE(Strict):
-    num_experts: PositiveInt  # routed experts per MoE layer (num_local_experts / n_routed_experts)
-    experts_per_token: PositiveInt  # num_experts_per_tok / top-k
+    num_experts: ExpertCount  # routed experts per MoE layer (num_local_experts / n_routed_experts)
+    experts_per_token: ExpertCount  # num_experts_per_tok / top-k
     moe_intermediate_size: PositiveInt  # per routed expert
     num_shared_experts: NonNegInt = 0
     shared_expert_intermediate_size: PositiveInt | None = None  # total width of the shared MLP
@@ -110,7 +124,7 @@ class MoE(Strict):
 class MTP(Strict):
     """Multi-token-prediction layers stored in the checkpoint (DeepSeek-V3 layer 61, GLM-4.5)."""
 
-    num_layers: PositiveInt
+    num_layers: LayerCount
     own_embedding: bool = False  # the MTP layer stores its own embed_tokens copy
     own_head: bool = False  # ... and its own shared_head.head (lm_head copy)
 
@@ -119,11 +133,11 @@ class Architecture(Strict):
     """Fields of a config.json, named as there. ``head_dim`` is read as published."""
 
     family: str  # model_type: gpt_oss, llama, mistral, qwen3, qwen3_moe, deepseek_v3, glm4_moe, gemma3 ...
-    num_hidden_layers: PositiveInt
+    num_hidden_layers: LayerCount
     hidden_size: PositiveInt
     vocab_size: PositiveInt
-    num_attention_heads: PositiveInt
-    num_key_value_heads: PositiveInt
+    num_attention_heads: HeadCount
+    num_key_value_heads: HeadCount
     head_dim: PositiveInt | None = None  # None: hidden_size / num_attention_heads (recorded as derived)
     intermediate_size: PositiveInt | None = None  # dense MLP width (None for all-MoE models)
     hidden_act: str = "silu"
@@ -467,7 +481,7 @@ class GpuTarget(Strict):
     """
 
     profile: GpuProfile | None = None
-    count: PositiveInt = 1
+    count: GpuCount = 1
     budget_bytes: PositiveInt  # per device
     label: str  # how the target is shown: "8 x NVIDIA H100 SXM 80GB", "2 x 24.00 GiB"
     budget_basis: str  # where budget_bytes comes from, for explanations

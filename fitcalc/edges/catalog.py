@@ -50,6 +50,67 @@ _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
+# The most nodes one YAML document may hold once its aliases are expanded. A report spec of a
+# few hundred scenarios is a few thousand nodes; the largest bundled data file is under 2,000.
+# Aliases share nodes in the composed tree, so "billion laughs" (each level a list of nine
+# aliases of the one before) is 1 KB of text but 9^9 values once anything walks it (str(),
+# pydantic): it is refused here, on the node tree, before anything is constructed.
+MAX_YAML_NODES = 100_000
+# The deepest nesting a document may have. The composer and the checks below recurse per level
+# (libyaml's composer in C: 100,000 nested "[" crash the interpreter); real files nest under 10.
+MAX_YAML_DEPTH = 64
+
+
+def _nesting_depth(text: str, limit: int = MAX_YAML_DEPTH) -> int | None:
+    """The deepest collection nesting of ``text``, read from the parser's events (an iterative state
+    machine, no recursion); None as soon as it passes ``limit``."""
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=_Base):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return None
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+    return deepest
+
+
+def _expanded_nodes(node: Any, limit: int = MAX_YAML_NODES) -> int | None:
+    """Nodes under ``node`` counting each alias as a full copy; None when over ``limit`` or cyclic.
+
+    Memoized per node, so the count costs one visit per distinct node however deep the aliases nest.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(n: Any) -> int | None:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            return None  # an alias of its own ancestor: infinite once expanded
+        open_nodes.add(key)
+        total = 1
+        children: list[Any] = []
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                children += [k, v]
+        elif isinstance(n, yaml.SequenceNode):
+            children = list(n.value)
+        for child in children:
+            s = size(child)
+            if s is None:
+                return None
+            total += s
+            if total > limit:
+                return None
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(node)
+
 
 def _duplicate_key(node: Any, path: tuple[str, ...] = (), visited: set[int] | None = None
                    ) -> tuple[str, str] | None:
@@ -110,9 +171,16 @@ def load_yaml_text(text: str, path: str = "<text>") -> Any:
     """Parse one YAML document with the safe loader; duplicate keys are an error, not a last-wins."""
     loader = _Base(text)
     try:
+        if _nesting_depth(text) is None:
+            raise SpecError(f"the YAML nests deeper than {MAX_YAML_DEPTH} levels", hint="a spec nests a few levels; "
+                            "is this the right file?", path=path)
         node = loader.get_single_node()
         if node is None:
             return None
+        if _expanded_nodes(node) is None:
+            raise SpecError(f"the YAML expands to more than {MAX_YAML_NODES:,} values (aliases repeated, or an "
+                            "alias of its own parent)", hint="write the values out; a spec needs far fewer",
+                            path=path)
         dup = _duplicate_key(node)
         if dup is not None:
             raise SpecError(dup[1], hint="remove one of them", path=path, field=dup[0])

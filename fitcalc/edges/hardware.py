@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fitcalc.edges import catalog
 from fitcalc.core.errors import InputError, UnitError
-from fitcalc.core.spec import GpuProfile, GpuTarget
+from fitcalc.core.spec import MAX_GPU_COUNT, GpuProfile, GpuTarget
 from fitcalc.core.units import GiB, MiB, format_bytes, parse_bytes
 
 # ---------------------------------------------------------------------------------------------
@@ -116,6 +116,9 @@ def _split_count(raw: str) -> tuple[str, int]:
     count = int(count_text)
     if count < 1:
         raise InputError(f"--gpu {raw!r}: the device count must be at least 1", hint=f"e.g. {name}:1")
+    if count > MAX_GPU_COUNT:
+        raise InputError(f"--gpu {raw!r}: {count:,} devices is over the limit of {MAX_GPU_COUNT:,} per configuration",
+                         hint=f"e.g. {name}:8 (docs/cli.md, Limits)")
     return name, count
 
 

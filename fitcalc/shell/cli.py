@@ -6,6 +6,7 @@ exit 1); ``FITCALC_DEBUG=1`` shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -68,8 +69,33 @@ def _handled(fn: Callable) -> Callable:
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(exitcodes.INTERRUPTED) from None
+        except OSError as e:
+            if e.errno not in _OUTPUT_ERRNOS:
+                raise
+            raise typer.Exit(_output_failed(e)) from None
 
     return wrapper
+
+
+# Errors of writing the output itself (stdout to a full disk, a closed pipe): one line, exit 1.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EFBIG, errno.EDQUOT}
+
+
+def _output_failed(e: OSError) -> int:
+    """Say once that stdout could not be written (a closed pipe, as `| head` does, needs no words),
+    and point stdout at /dev/null so the interpreter's last flush does not report it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if e.errno != errno.EPIPE:
+        from fitcalc.shell.render import error_line
+
+        error_line(f"cannot write the output: {e.strerror} (hint: free some space, or send the output elsewhere "
+                   "with -o FILE or a redirection)")
+    return exitcodes.ERROR
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -224,7 +250,8 @@ def train(model: ModelArg, gpu: GpuOpt = None, method: MethodOpt = "lora",
 @_handled
 def reconcile(
     logfile: Annotated[str, typer.Argument(metavar="LOGFILE", help="an engine's start-up log (vLLM V0/V1, "
-                                                                   "llama.cpp/llama-server, Ollama)")],
+                                                                   "llama.cpp/llama-server, Ollama); - reads "
+                                                                   "standard input")],
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="the model, when the log's name for it is not in the catalog: an id, a Hub "
                               "name or a spec YAML")] = None,
@@ -550,8 +577,29 @@ def _root(version: Annotated[bool, typer.Option("--version", help="print the ver
         raise typer.Exit(0)
 
 
+def _stop_on_signal(signum: int, _frame: Any) -> None:
+    """SIGTERM and SIGHUP end fitcalc the way Ctrl-C does: as an exception, so every ``finally`` and
+    ``except BaseException`` runs (temporary report files, ``fitcalc-verify-*`` folders are removed)."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    app()
+    import signal
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _stop_on_signal)
+    try:
+        app()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else exitcodes.ERROR)
+    else:
+        code = 0
+    try:
+        sys.stdout.flush()  # stdout to a file or /dev/full is buffered: its error shows only here
+    except OSError as e:
+        code = _output_failed(e) if e.errno in _OUTPUT_ERRNOS else exitcodes.ERROR
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fitcalc.core.engines import EngineProfile
+from fitcalc.core.errors import ModelSourceError
 from fitcalc.core.estimate import activations as act
 from fitcalc.core.estimate import overhead as ovh
 from fitcalc.core.estimate.kvcache import KvLayout, full_tokens, kv_drafts, kv_format, kv_layout
@@ -122,10 +123,26 @@ def largest_packed(p: Prepared, share: Share) -> int:
     return _rank_memo(p, share, "largest_packed", _largest_packed)
 
 
+def _require_architecture(model: ModelSpec) -> None:
+    """Refuse a model without an architecture (a coarse spec, a config.json of an unknown family, a
+    lone .safetensors): its KV cache, working memory and largest context cannot be estimated, and a
+    verdict from weights alone said FITS with a largest context of 2^40 tokens (issue #17). Not an
+    ``InputError``: a report's sweep leaves matrix rows out on those, and a CI gate over rows that
+    were all left out passed."""
+    if model.architecture is not None:
+        return
+    why = next((w.split(";")[0] for w in model.warnings if "architecture is unknown" in w), None)
+    raise ModelSourceError(f"{model.id}: " + (why or "the spec has no architecture") + "; the KV cache, working memory "
+                     "and largest context cannot be estimated, so there is no verdict",
+                     hint="`fitcalc size` gives the weights alone; for fit, plan and check give a folder with a "
+                          "config.json of a known family, or a spec YAML with an architecture (docs/data-files.md)")
+
+
 def prepare(model: ModelSpec, recipe: str | RecipeSpec | None, engine: EngineProfile, kv_dtype: str | None = None,
             layers: int | None = None, include_embeddings: bool = True,
             scales: tuple[tuple[str, float], ...] = (),
             family_scales: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()) -> Prepared:
+    _require_architecture(model)
     r = resolve_recipe(model, recipe)
     m = truncated_model(model, layers) if layers is not None else model
     w = weights_breakdown(m, r)

@@ -188,20 +188,28 @@ def _ranges_text(layers: list[int]) -> str:
     return "layers " + ", ".join(parts)
 
 
-def _check_tp(arch: Architecture | None, tp: int) -> None:
-    """vLLM's divisibility rules for tensor parallelism (QKVParallelLinear and ``divide``)."""
+def tp_problem(arch: Architecture | None, tp: int) -> tuple[str, str] | None:
+    """Why tensor parallelism of ``tp`` cannot split ``arch`` (what, hint), or None: vLLM's
+    divisibility rules (QKVParallelLinear and ``divide``)."""
     if tp <= 1 or arch is None:
-        return
+        return None
     h = arch.num_attention_heads
     if h % tp:
-        raise InputError(f"--tp {tp} does not divide the {h} attention heads",
-                         hint="tensor parallelism needs num_attention_heads % tp == 0, e.g. --tp "
-                              + str(max(d for d in range(1, tp) if h % d == 0)))
+        return (f"does not divide the {h} attention heads",
+                "tensor parallelism needs num_attention_heads % tp == 0, e.g. "
+                + str(max(d for d in range(1, min(tp, h + 1)) if h % d == 0)))
     kv = arch.num_key_value_heads
     if arch.mla is None and ((kv >= tp and kv % tp) or (kv < tp and tp % kv)):
-        raise InputError(f"--tp {tp} and the {kv} KV heads do not divide each other",
-                         hint="KV heads split when num_key_value_heads % tp == 0 and are replicated when tp % "
-                              "num_key_value_heads == 0")
+        return (f"and the {kv} KV heads do not divide each other",
+                "KV heads split when num_key_value_heads % tp == 0 and are replicated when tp % "
+                "num_key_value_heads == 0")
+    return None
+
+
+def _check_tp(arch: Architecture | None, tp: int) -> None:
+    problem = tp_problem(arch, tp)
+    if problem is not None:
+        raise InputError(f"--tp {tp} {problem[0]}", hint=problem[1].replace("e.g. ", "e.g. --tp "))
 
 
 def check_layout(arch: Architecture | None, engine: EngineProfile, layout: Layout, n_gpus: int) -> None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from fitcalc.core.errors import InputError
 from fitcalc.core.estimate.placement import Layout
 from fitcalc.core.report.result import Origin, PlanFields, ScenarioResult
-from fitcalc.core.report.spec import ReportSpec, gpu_text, model_source, model_text
+from fitcalc.core.report.spec import HARD_MAX_SCENARIOS, ReportSpec, gpu_text, model_source, model_text
 
 if TYPE_CHECKING:
     from fitcalc.core.engines import EngineProfile
@@ -111,6 +111,9 @@ def expand(spec: ReportSpec, *, yes: bool = False) -> list[Case]:
     """Every scenario of the spec: the matrix rows (models outermost, contexts innermost), then the named ones."""
     _check_axes(spec)
     total = scenario_count(spec)
+    if total > HARD_MAX_SCENARIOS:
+        raise InputError(f"the spec expands to {total:,} scenarios, over the limit of {HARD_MAX_SCENARIOS:,} per report "
+                         "(--yes does not lift it)", hint="split the matrix into several specs (docs/cli.md, Limits)")
     if total > spec.max_scenarios and not yes:
         raise InputError(f"the spec expands to {total:,} scenarios, over the cap of {spec.max_scenarios:,}",
                          hint="pass --yes to run it anyway, or set max_scenarios in the spec")

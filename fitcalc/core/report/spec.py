@@ -23,10 +23,14 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from fitcalc.core.errors import FitcalcError
+from fitcalc.core.spec import MAX_GPU_COUNT, GpuCount
 
 # A matrix past this many scenarios needs `--yes` (or a larger `max_scenarios` in the spec):
 # 5,000 rows is already more than a person reads, and a typo in a list can multiply it tenfold.
 DEFAULT_MAX_SCENARIOS = 5000
+# No spec runs more than this, even with `--yes`: each answered scenario holds its terms (about
+# 20 KB: a 330,000-scenario sweep reached 6.7 GB, issue #17), so 20,000 stay under half a GiB.
+HARD_MAX_SCENARIOS = 20_000
 
 
 def _bytes(value: Any) -> int:
@@ -94,7 +98,7 @@ class GpuRef(_Strict):
     """A GPU type and how many of it (tensor parallel), as a mapping."""
 
     gpu: str = Field(description="GPU id or alias (rtx-4090, h100-sxm) or a raw budget (24GiB)")
-    count: PositiveInt = 1
+    count: GpuCount = Field(1, description=f"GPUs of this type, 1 to {MAX_GPU_COUNT:,}")
 
 
 ModelEntry = Union[str, ModelRef]
@@ -182,7 +186,8 @@ class ReportSpec(_Strict):
     scenarios: list[Scenario] = Field(default_factory=list)
     assert_: Assertions | None = Field(None, alias="assert", description="applies to every scenario")
     checks: list[Check] = Field(default_factory=list)
-    max_scenarios: PositiveInt = Field(DEFAULT_MAX_SCENARIOS, description="a larger matrix needs --yes")
+    max_scenarios: Annotated[int, Field(gt=0, le=HARD_MAX_SCENARIOS)] = Field(
+        DEFAULT_MAX_SCENARIOS, description=f"a larger matrix needs --yes; at most {HARD_MAX_SCENARIOS:,}")
 
     @model_validator(mode="after")
     def _consistent(self) -> ReportSpec:
@@ -214,4 +219,4 @@ def report_spec_schema() -> dict:
 
 
 __all__ = ["ReportSpec", "Scenario", "Assertions", "Check", "Where", "Defaults", "ModelRef", "GpuRef",
-           "DEFAULT_MAX_SCENARIOS", "gpu_text", "model_text", "model_source", "report_spec_schema"]
+           "DEFAULT_MAX_SCENARIOS", "HARD_MAX_SCENARIOS", "gpu_text", "model_text", "model_source", "report_spec_schema"]

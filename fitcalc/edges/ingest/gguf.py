@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 from fitcalc.core.checkpoint import CheckpointTable, FileRecord, TensorRecord, classify_gguf, summarize
 from fitcalc.core.errors import ModelSourceError
 from fitcalc.core.formats import GGUF_BY_TYPE
-from fitcalc.core.spec import MLA, MTP, Architecture, LinearAttention, ModelSpec, MoE, RecipeSpec, RopeScaling, Source
+from fitcalc.core.spec import MAX_LAYERS, MLA, MTP, Architecture, LinearAttention, ModelSpec, MoE, RecipeSpec, RopeScaling, Source
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -346,12 +346,32 @@ def architecture_from_gguf(kv: dict[str, Any], table: CheckpointTable, where: st
                         hint="re-convert the model with a current llama.cpp") from None
 
 
+_BLOCK_NAME = re.compile(r"^blk\.(\d+)\.")
+
+
+def _checked_block_count(blocks: int, names: set[str], k: _Keys) -> int:
+    """``block_count`` if it is within ``MAX_LAYERS`` and agrees with the tensor table (blocks
+    ``blk.0`` to ``blk.N-1``). Checked before any per-layer loop: a 200-byte file claiming 2^32-1
+    blocks would otherwise keep the CPU busy for hours, and one claiming 1,000,000 blocks for a
+    2-block table would price a KV cache for layers that do not exist (issue #17)."""
+    key = f"{k.arch}.block_count"
+    if blocks > MAX_LAYERS:
+        raise GGUFError(f"{k.where}: {key} is {blocks:,}, over the limit of {MAX_LAYERS:,} layers",
+                        hint="the file's metadata is corrupt or hostile; re-convert the model with llama.cpp")
+    in_table = {int(m.group(1)) for m in map(_BLOCK_NAME.match, names) if m}
+    if in_table and (max(in_table) + 1 != blocks or len(in_table) != blocks):
+        raise GGUFError(f"{k.where}: {key} says {blocks:,} blocks but the tensor table holds {len(in_table):,} "
+                        f"(blk.{min(in_table)} to blk.{max(in_table)})",
+                        hint="the metadata contradicts the tensors; re-convert the model with llama.cpp")
+    return blocks
+
+
 def _gguf_sizes(k: _Keys, kv: dict[str, Any], table: CheckpointTable, names: set[str],
                 warnings: list[str]) -> tuple[dict[str, Any], int]:
     """The architecture's sizes (layers, widths, heads, vocabulary, context) and its layer count."""
     arch, where = k.arch, k.where
     nextn = k.scalar("nextn_predict_layers") or 0
-    blocks = k.req("block_count")
+    blocks = _checked_block_count(k.req("block_count"), names, k)
     n_layers = blocks - nextn if 0 < nextn < blocks else blocks
     hidden = k.req("embedding_length")
     heads = k.req("attention.head_count")

@@ -93,6 +93,19 @@ def _rope(c: _Cfg) -> dict[str, Any]:
     return out
 
 
+def _kv_heads(c: _Cfg, heads: int) -> int:
+    """num_key_value_heads as published; when absent (null or missing) transformers defaults it to
+    num_attention_heads ("If it is not specified, will default to num_attention_heads": MHA). A
+    published 0 or a negative count is an error, not "absent": it would price a model with no KV cache."""
+    kv = c.opt_int("num_key_value_heads")
+    if kv is None:
+        return heads
+    if kv <= 0:
+        raise ConfigError(f"config.json ({c.family}): num_key_value_heads must be a positive integer, got {kv}",
+                          hint="a model has at least one KV head; remove the key to mean one per attention head")
+    return kv
+
+
 def _base(c: _Cfg, *, tie_default: bool) -> dict[str, Any]:
     """Fields every decoder family shares, named as in config.json."""
     heads = c.int("num_attention_heads")
@@ -103,7 +116,7 @@ def _base(c: _Cfg, *, tie_default: bool) -> dict[str, Any]:
         "vocab_size": c.int("vocab_size"),
         "num_attention_heads": heads,
         # transformers: "If it is not specified, will default to num_attention_heads" (MHA)
-        "num_key_value_heads": c.opt_int("num_key_value_heads") or heads,
+        "num_key_value_heads": _kv_heads(c, heads),
         "max_position_embeddings": c.int("max_position_embeddings"),
         "tie_word_embeddings": bool(c.get("tie_word_embeddings", tie_default)),
         "hidden_act": str(c.get("hidden_act") or c.get("hidden_activation") or "silu"),

@@ -13,8 +13,15 @@ What is fetched for ``org/name[@revision]``:
 
 Environment (read at each call, so it can change between calls): ``HF_ENDPOINT`` (mirror or test
 server), ``HF_TOKEN`` (gated and private repos), ``HF_HUB_OFFLINE=1`` (cache only), ``HF_HOME`` /
-``HF_HUB_CACHE`` (where the cache is), ``FITCALC_HUB_TIMEOUT`` (seconds per request, default 10).
+``HF_HUB_CACHE`` (where the cache is), ``FITCALC_HUB_TIMEOUT`` (seconds a request may wait for
+its next bytes, default 10), ``FITCALC_HUB_DEADLINE`` (seconds the whole read of one model may
+take, default 60: a server that sends one byte a second never trips a per-read timeout).
 A first request that cannot reach the Hub falls back to the cache as well.
+
+What the Hub sends is checked like a local folder: shard names in the index must be plain file
+names (``../../evil.safetensors`` is refused before anything is fetched or cached), and a
+config.json whose Content-Length is over the cap (``safetensors.MAX_JSON_BYTES``) is refused
+before it is downloaded.
 
 Every failure is one :class:`HubError` line with a hint: gated repo, not found, revision not
 found, no network, timeout, offline and not cached.
@@ -22,8 +29,11 @@ found, no network, timeout, offline and not cached.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +62,8 @@ class HubSettings:
     header_cache: Path
     token: str | None
     timeout: float
+    deadline: float = 60.0  # seconds for the whole read of one model
+    until: float | None = None  # time.monotonic() at which the read in progress gives up
 
     @classmethod
     def from_env(cls) -> HubSettings:
@@ -64,13 +76,17 @@ class HubSettings:
             timeout = float(env.get("FITCALC_HUB_TIMEOUT") or 10)
         except ValueError:
             timeout = 10.0
+        try:
+            deadline = float(env.get("FITCALC_HUB_DEADLINE") or 60)
+        except ValueError:
+            deadline = 60.0
         return cls(
             endpoint=(env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"),
             offline=(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or "").upper() in _TRUE,
             hf_home=home, hub_cache=hub_cache,
             header_cache=Path(env.get("FITCALC_CACHE_DIR") or home / "fitcalc") / "safetensors-headers",
             token=env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None,
-            timeout=timeout,
+            timeout=timeout, deadline=deadline,
         )
 
 
@@ -179,10 +195,13 @@ def _cache_put(s: HubSettings, repo: str, commit: str, filename: str, raw: bytes
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
-def _read_capped(resp: Any, limit: int) -> bytes:
-    """At most ``limit`` bytes of a streamed body: the weights after a header are never read."""
+def _read_capped(resp: Any, limit: int, until: float | None = None) -> bytes:
+    """At most ``limit`` bytes of a streamed body: the weights after a header are never read. Past
+    ``until`` (monotonic seconds) the read stops with ``TimeoutError``: a trickle never ends otherwise."""
     chunks, got = [], 0
     for chunk in resp.iter_bytes():
+        if until is not None and time.monotonic() > until:
+            raise TimeoutError("the Hub read went past its deadline")
         chunks.append(chunk)
         got += len(chunk)
         if got >= limit:
@@ -190,7 +209,8 @@ def _read_capped(resp: Any, limit: int) -> bytes:
     return b"".join(chunks)[:limit]
 
 
-def _range_get(url: str, start: int, length: int, headers: dict[str, str], timeout: float) -> tuple[bytes, int | None]:
+def _range_get(url: str, start: int, length: int, headers: dict[str, str], timeout: float,
+               until: float | None = None) -> tuple[bytes, int | None]:
     """Bytes [start, start+length) of a remote file, and the file's size when the server says it."""
     from huggingface_hub.utils import get_session, hf_raise_for_status
 
@@ -206,23 +226,24 @@ def _range_get(url: str, start: int, length: int, headers: dict[str, str], timeo
                 raise st.SafetensorsError(f"{url}: the server answered a range starting at {m.group(1)}, "
                                           f"not {start}")
             size = int(m.group(3)) if m.group(3) != "*" else None
-            body = _read_capped(resp, length)
+            body = _read_capped(resp, length, until)
         else:
             # The server ignored the range and is sending the whole file: read up to what was
             # asked for and drop the connection.
             cl = resp.headers.get("Content-Length")
             size = int(cl) if cl and cl.isdigit() else None
-            body = _read_capped(resp, start + length)[start:]
+            body = _read_capped(resp, start + length, until)[start:]
     return body, size
 
 
-def _fetch_header(url: str, where: str, headers: dict[str, str], timeout: float) -> tuple[bytes, int | None]:
+def _fetch_header(url: str, where: str, headers: dict[str, str], timeout: float,
+                  until: float | None = None) -> tuple[bytes, int | None]:
     """The 8-byte length and the JSON header of a remote safetensors file."""
-    first, size = _range_get(url, 0, FIRST_RANGE, headers, timeout)
+    first, size = _range_get(url, 0, FIRST_RANGE, headers, timeout, until)
     n = st.header_length(first[:8], where, size)  # refuses a lying length before fetching it
     if 8 + n <= len(first):
         return first[: 8 + n], size
-    rest, _ = _range_get(url, len(first), 8 + n - len(first), headers, timeout)
+    rest, _ = _range_get(url, len(first), 8 + n - len(first), headers, timeout, until)
     raw = first + rest
     if len(raw) < 8 + n:
         raise st.SafetensorsError(f"{where}: truncated: the header claims {n:,} bytes, the server sent "
@@ -305,15 +326,18 @@ def _hub_config(hf, s: HubSettings, repo: str, rev: str | None) -> tuple[str, bo
     try:
         # One HEAD without retries first, so that no network, a timeout or a gated repo is
         # reported at once rather than after huggingface_hub's back-off.
-        hf.get_hf_file_metadata(url, token=s.token, timeout=s.timeout, endpoint=s.endpoint)
-        return hf.hf_hub_download(repo, "config.json", revision=rev, cache_dir=str(s.hub_cache),
-                                  endpoint=s.endpoint, token=s.token, etag_timeout=s.timeout), False
+        meta = hf.get_hf_file_metadata(url, token=s.token, timeout=s.timeout, endpoint=s.endpoint)
+        if not (meta.size is not None and meta.size > st.MAX_JSON_BYTES):
+            return hf.hf_hub_download(repo, "config.json", revision=rev, cache_dir=str(s.hub_cache),
+                                      endpoint=s.endpoint, token=s.token, etag_timeout=s.timeout), False
     except Exception as e:  # noqa: BLE001 - translated to one line below
         err = _translate(e, repo, rev, s, "config.json")
         cached = _cached_file(hf, s, repo, "config.json", rev)
         if isinstance(cached, str) and _is_network_failure(e):
             return cached, True  # unreachable: the cache answers, as when offline
         raise err from None
+    raise HubError(f"{repo}@{rev}: config.json is {meta.size:,} bytes, over the {st.MAX_JSON_BYTES:,}-byte cap; "
+                   "not downloaded", hint="a config.json is a few KiB: is this a model repo?")
 
 
 def _hub_index(hf, s: HubSettings, repo: str, rev: str | None, commit: str, offline: bool) -> str | None:
@@ -342,6 +366,7 @@ def _shards_of(index_path: str | None, repo: str) -> tuple[dict[str, str] | None
     wm = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(wm, dict) or not wm or not all(isinstance(v, str) for v in wm.values()):
         raise HubError(f"{repo}: {st.INDEX_NAME} has no usable weight_map", hint="the repo's index is damaged")
+    st.check_shard_names(wm.values(), f"{repo}: {st.INDEX_NAME}")
     md = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
     t = md.get("total_size")
     total = int(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
@@ -359,7 +384,7 @@ def _hub_header(hf, s: HubSettings, repo: str, rev: str | None, commit: str, fil
         raise _offline_error(repo, rev, f"the header of {filename}")
     url = hf.hf_hub_url(repo, filename, revision=commit, endpoint=s.endpoint)
     try:
-        raw, size = _fetch_header(url, where, headers, s.timeout)
+        raw, size = _fetch_header(url, where, headers, s.timeout, s.until)
     except st.SafetensorsError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -411,12 +436,41 @@ def _is_not_found(e: BaseException) -> bool:
         isinstance(e, he.HfHubHTTPError) and e.response is not None and e.response.status_code == 404)
 
 
+def _within_deadline(ref: str, s: HubSettings) -> HubCheckpoint:
+    """``fetch_hub_checkpoint`` with a deadline on the whole read (``s.deadline``), not per request.
+
+    huggingface_hub's downloads take a timeout per read, which a server sending a byte a second
+    never trips (issue #17: killed after 300 s). The fetch runs in a daemon thread that is left
+    behind at the deadline; fitcalc's own range reads also stop there (``_read_capped``), so the
+    header threads end by themselves and nothing keeps the process from exiting.
+    """
+    s = dataclasses.replace(s, until=time.monotonic() + s.deadline)
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fetch_hub_checkpoint(ref, s)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread below
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="fitcalc-hub-read", daemon=True)
+    worker.start()
+    worker.join(s.deadline)
+    if worker.is_alive():
+        raise HubError(f"{ref}: reading config.json, the index and the headers took over {s.deadline:g} s "
+                       f"(the server at {s.endpoint} answers too slowly)",
+                       hint="retry later, or set FITCALC_HUB_DEADLINE to more seconds")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def load_hub_model(ref: str) -> ModelSpec:
     """A ModelSpec for a Hub repo: its config.json and its header-exact tensor table."""
     from fitcalc.edges.ingest.hf_config import spec_from_hf
 
     s = HubSettings.from_env()
-    ckpt = fetch_hub_checkpoint(ref, s)
+    ckpt = _within_deadline(ref, s)
     source = f"{ckpt.repo}@{ckpt.commit[:12]}"
     spec = spec_from_hf(ckpt.config, ckpt.table, name=ckpt.repo, source=source, hf_repo=ckpt.repo,
                         config_url=f"{s.endpoint}/{ckpt.repo}/blob/{ckpt.commit}/config.json")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def parse_header(raw: bytes, *, where: str, file: str, data_size: int | None) ->
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except UnicodeDecodeError:
         raise _bad(where, "header is not UTF-8 text") from None
+    except RecursionError:  # json's decoder recurses per level: "[" * 100000 is 100 KB
+        raise _bad(where, "header nests too deep to be a safetensors header") from None
     except ValueError as e:
         raise _bad(where, f"header is not JSON ({str(e).splitlines()[0][:80]})") from None
     if not isinstance(doc, dict):
@@ -155,6 +158,8 @@ def read_json_capped(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> Any:
         raise SafetensorsError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
         return json.loads(raw.decode("utf-8"))
+    except RecursionError:  # json's decoder recurses per level
+        raise SafetensorsError(f"{path}: {what} nests too deep to be a {what}", hint="is this the right file?") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise SafetensorsError(f"{path}: {what} is not valid JSON ({str(e).splitlines()[0][:80]})",
                                hint="download it again") from None
@@ -175,13 +180,21 @@ def shard_files(folder: Path) -> tuple[list[str], dict[str, str] | None, int | N
                                    hint="download the index again")
         total = (index.get("metadata") or {}).get("total_size") if isinstance(index.get("metadata"), dict) else None
         files = sorted(set(wm.values()))
-        for f in files:
-            if "/" in f or "\\" in f or f.startswith("."):
-                raise SafetensorsError(f"{index_path}: shard name {f!r} is not a plain file name")
+        check_shard_names(files, str(index_path))
         return files, wm, int(total) if isinstance(total, (int, float)) and not isinstance(total, bool) else None
     if (folder / SINGLE_NAME).is_file():
         return [SINGLE_NAME], None, None
     return sorted(p.name for p in folder.glob("*.safetensors") if p.is_file()), None, None
+
+
+def check_shard_names(names: Iterable[str], where: str) -> None:
+    """Shard names from an index are plain file names: no folder part, no "..", no hidden file (a
+    local index or the Hub's; a name such as ``../../x.safetensors`` would read or cache outside
+    the checkpoint)."""
+    for f in names:
+        if "/" in f or "\\" in f or f.startswith(".") or not f or "\x00" in f:
+            raise SafetensorsError(f"{where}: shard name {f!r} is not a plain file name",
+                                   hint="the index is damaged or hostile; a shard sits beside the index")
 
 
 def check_against_index(table_names: dict[str, str], weight_map: dict[str, str] | None, where: str) -> None:

@@ -68,6 +68,10 @@ def verify(model: str, device: str = "auto", layers: int | str | None = None, co
     from fitcalc.edges.ingest import resolve_model
     from fitcalc.edges.measure import check_buildable
 
+    if record:
+        from fitcalc.edges.report.output import check_writable
+
+        check_writable(record)  # before the measurement, whose results would be lost after it
     spec = resolve_model(model, source)
     check_buildable(spec)
     a = spec.architecture
@@ -221,8 +225,6 @@ def _verify_distributed(spec, source_text, recipe, prepared, layers, ctx, batch,
                         progress):
     """tp x pp ranks, each its share of the plan, on torch.distributed; one result for them all."""
     import os
-    import shutil
-    import tempfile
     import time
 
     from fitcalc.core.errors import InputError
@@ -276,14 +278,7 @@ def _verify_distributed(spec, source_text, recipe, prepared, layers, ctx, batch,
     if torchrun:
         result = _torchrun_rank(job, settings, spec, progress, notes, t0)
     else:
-        from fitcalc.edges.measure.launch import RankFailed, launch
-
-        run_dir = tempfile.mkdtemp(prefix="fitcalc-verify-")
-        job = job.model_copy(update={"run_dir": run_dir})
-        outcome = launch(job, progress)
-        why = outcome.failure(timeout)
-        if why is not None:
-            raise RankFailed(why, hint=f"rank logs in {run_dir}")
+        outcome = _spawn_ranks(job, progress, timeout)
         if outcome.oom is not None and len(outcome.reports) < world:
             stopped = [e.rank for e in outcome.ends if e.report is None]
             notes.append(f"rank(s) {', '.join(map(str, stopped))} stopped when rank {outcome.oom.rank} ran out of "
@@ -291,10 +286,31 @@ def _verify_distributed(spec, source_text, recipe, prepared, layers, ctx, batch,
         lay = LayoutReport(tp=tp, pp=pp, ep=ep, world_size=world, backend=job.backend, launcher="spawn", nodes=1)
         result = assemble(spec.id, source_text, spec.display_name, settings, lay, outcome.reports, outcome.wall_s,
                           notes)
-        shutil.rmtree(run_dir, ignore_errors=True)
     if record and (not torchrun or int(os.environ.get("RANK", "0")) == 0):
         _append_record(record, lambda date: record_line_distributed(result, date))
     return result
+
+
+def _spawn_ranks(job, progress, timeout: float):
+    """Start the ranks in a fresh ``fitcalc-verify-*`` folder and wait for them. The folder is removed
+    when they finish and when the run is stopped (Ctrl-C, SIGTERM: ``fitcalc.shell.cli`` turns it into an
+    exception); it is kept, and named in the hint, only when a rank failed and its logs explain why."""
+    import shutil
+    import tempfile
+
+    from fitcalc.edges.measure.launch import RankFailed, launch
+
+    run_dir = tempfile.mkdtemp(prefix="fitcalc-verify-")
+    try:
+        outcome = launch(job.model_copy(update={"run_dir": run_dir}), progress)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    why = outcome.failure(timeout)
+    if why is not None:
+        raise RankFailed(why, hint=f"rank logs in {run_dir}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return outcome
 
 
 def _distributed_device(device: str) -> str:

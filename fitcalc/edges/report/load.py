@@ -184,6 +184,9 @@ def read_json_report(path: str | Path) -> Any:
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not JSON ({e.msg} at line {e.lineno})",
                          hint="give a report written with `fitcalc report SPEC.yaml -o OLD.json`") from None
+    except RecursionError:  # json's decoder recurses per level
+        raise InputError(f"{path}: nests too deep to be a fitcalc report",
+                         hint="give a report written with `fitcalc report SPEC.yaml -o OLD.json`") from None
 
 
 def build_report(spec_path: str | Path, *, yes: bool = False, progress=None):

@@ -16,6 +16,8 @@ scale to the width) and in print (no page break inside a chart, tables unfolded)
 
 from __future__ import annotations
 
+import warnings
+
 import html
 import io
 import re
@@ -201,8 +203,12 @@ def context_chart(plt, results: list[ScenarioResult], varying: set[str], title: 
 
     fig, ax = _bars_by_gpu(plt, results, varying, lambda r: r.fit.max_context, text,
                            lambda x: (x if x else low) * 1.04, lambda x: "#a40e26" if not x else "#24292f")
-    ax.set_xscale("log", base=2)
-    ax.set_xlim(low, top * 6)
+    with warnings.catch_warnings():
+        # Nothing fits: every bar is 0 wide and matplotlib warns that it cannot log-scale them
+        # before the limits below apply; the chart is still right (each bar says "does not fit").
+        warnings.filterwarnings("ignore", message="Data has no positive values", category=UserWarning)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(low, top * 6)
     ticks = [2**p for p in range(9, 30) if low <= 2**p <= top * 6]
     ax.set_xticks(ticks, [_tokens(t) for t in ticks])
     return _finish(plt, fig, ax, title, "largest context that fits (tokens per sequence, log scale)", 2, prefix)

@@ -8,9 +8,22 @@ assertion. A failed assertion carries ``<failure>``; one that could not be evalu
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from fitcalc.core.report.result import Report
+
+
+# Characters XML 1.0 does not allow anywhere, not even escaped (its Char production): C0 controls
+# other than tab, newline and carriage return, lone surrogates, U+FFFE and U+FFFF. ElementTree
+# writes them as they are, and a CI's XML parser then rejects the whole file (issue #17).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """``text`` with each character XML cannot hold written as ``\\xNN`` / ``\\uNNNN`` (visible, reversible)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        text)
 
 
 def render_junit(report: Report, extra_output: list[str] | None = None) -> str:
@@ -43,4 +56,4 @@ def render_junit(report: Report, extra_output: list[str] | None = None) -> str:
     if extra_output and suites:  # e.g. the baseline's lines; JUnit puts system-out after a suite's cases
         ET.SubElement(next(iter(suites.values())), "system-out").text = "\n".join(extra_output)
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _xml_safe(ET.tostring(root, encoding="unicode")) + "\n"
