@@ -351,22 +351,62 @@ def e8m0_to_float(codes):
     return torch.where(codes == E8M0_NAN, torch.full_like(v, float("nan")), v)
 
 
-def _e8m0_compute(codes):
-    """E8M0 codes straight to the compute dtype, in place: codes - 127 are integers and 2^k is
-    exact in bf16 (whose exponent range is fp32's, subnormals down to 2^-133 included)."""
-    s = codes.to(COMPUTE).sub_(E8M0_BIAS).exp2_()
-    return s.masked_fill_(codes == E8M0_NAN, float("nan"))
+_MX_LUT: dict = {}
+
+
+def _mxfp4_lut(device):
+    """int32 [65,536]: (E8M0 scale code << 8 | packed byte) -> the byte's two E2M1 values times
+    2^(code - 127) as two bf16 halves (low nibble = even element; code 0xFF: NaN). E2M1 x 2^k
+    is exact in bf16 (fp32's exponent range, subnormals down to 2^-133), so one gather per byte
+    does what a decode and a multiply did. A 256 KiB cache of the measuring machinery (an
+    engine's kernel keeps its table in registers), built outside the storage tracker."""
+    key = str(device)
+    if key not in _MX_LUT:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            e2m1 = torch.tensor(E2M1_VALUES, dtype=torch.float64)
+            codes = torch.arange(256)
+            pair = torch.stack([e2m1[codes & 15], e2m1[codes >> 4]], dim=-1)  # [byte, 2]
+            scale = torch.exp2(torch.arange(256, dtype=torch.float64) - E8M0_BIAS)
+            scale[E8M0_NAN] = float("nan")
+            vals = (scale.view(256, 1, 1) * pair.view(1, 256, 2)).to(torch.bfloat16).contiguous()
+            _MX_LUT[key] = vals.view(torch.int32).reshape(256 * 256).to(device)
+    return _MX_LUT[key]
+
+
+def _mx_gather(blocks, scales, lut, idx, dst) -> None:
+    """blocks uint8 [n, 16], scales uint8 [n, 1] -> dst int32 [n, 16] (two bf16 per word), using
+    idx int32 [n, 16] (not overlapping dst) for the table index: three kernels per piece."""
+    idx.copy_(blocks)
+    idx.add_(scales, alpha=256)
+    torch.index_select(lut, 0, idx.view(-1), out=dst.view(-1))
 
 
 def _d_mxfp4(p: Packed, i, out):
-    blocks = p.part("blocks", i)
-    nb = p.cols // 32
-    # 2^k is exact in bf16 (same exponent range as fp32), and E2M1 x 2^k too: scaling in bf16
-    # rounds nothing. One scale per 32 weights: numel / 16 bytes beside the numel x 2 output.
-    scale = _e8m0_compute(p.part("scales", i)).unsqueeze(-1)
-    for a, b in _row_chunks(p.rows, p.cols, elements=_E2M1_CHUNK, device=out.device):
-        _e2m1_into(blocks[a:b], out[a:b])
-        out[a:b].view(b - a, nb, 32).mul_(scale[a:b])
+    """One gather per packed byte from the (scale, byte) table. The table index (int32, 4 bytes
+    per packed byte) is as large as the output it produces, so it is written into the part of
+    ``out`` not filled yet: the second half of the blocks is decoded with its index held in the
+    first half, then the second quarter with its index in the first quarter, and so on down to
+    one small piece with a temporary of its own (<= 1 MiB on a CPU, 4 MiB on a GPU). The scratch
+    stays one matrix plus that temporary, in about a dozen kernels per matrix rather than one
+    decode and one multiply per 2 MiB step."""
+    assert COMPUTE == torch.bfloat16 and out.is_contiguous()
+    blocks = p.part("blocks", i).reshape(-1, 16)  # [r * c/32, 16], one row per block of 32 weights
+    scales = p.part("scales", i).reshape(-1, 1)
+    lut = _mxfp4_lut(out.device)
+    words = out.view(torch.int32).view(-1, 16)  # 16 words = 32 bf16 per block
+    end = blocks.shape[0]
+    small = max(1, _steps(out.device, _E2M1_CHUNK) // 32)
+    while end > small:
+        mid = (end + 1) // 2  # [mid, end) is no larger than [0, mid), where its index goes
+        n = end - mid
+        _mx_gather(blocks[mid:end], scales[mid:end], lut, words[:n], words[mid:end])
+        end = mid
+    if end:
+        idx = torch.empty(end, 16, dtype=torch.int32, device=out.device)
+        _mx_gather(blocks[:end], scales[:end], lut, idx, words[:end])
+        del idx
 
 
 def _d_nvfp4(p: Packed, i, out):

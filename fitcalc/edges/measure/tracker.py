@@ -6,6 +6,10 @@ storage is new, its bytes are added to the live total under the current tag (``w
 torch frees it. Storage Python objects are preserved by torch for as long as the storage lives,
 so the callback fires exactly when the memory is released.
 
+The mode costs a Python call per torch op (~10-20 us, more than many GPU kernels take), so
+the prefill tracks only the chunks that can hold its peak (``Stack.prefill``) and runs the others
+``paused()``.
+
 This is what "measured" means on a CPU, where torch has no allocator statistics: the peak of the
 sum of live tensor storages, overall and per tag, per phase. It counts what torch ops allocate
 as tensors; scratch a kernel allocates internally (oneDNN, the flash-attention kernel's per-thread
@@ -72,6 +76,16 @@ class StorageTracker(TorchDispatchMode):
             ph.end_live = self.live
             self._phase = None
             self.phases.append(ph)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Run torch ops unseen (``fitcalc.measure.stack.Stack.prefill`` between the chunks that
+        can hold the peak). Storages created meanwhile are not counted; a counted storage freed
+        meanwhile still comes off, since its weak reference fires whatever mode is active."""
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            yield
 
     def phase_stats(self, name: str) -> PhaseStats | None:
         for p in self.phases:
