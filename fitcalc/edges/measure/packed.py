@@ -394,6 +394,9 @@ def _d_mxfp4(p: Packed, i, out):
     assert COMPUTE == torch.bfloat16 and out.is_contiguous()
     blocks = p.part("blocks", i).reshape(-1, 16)  # [r * c/32, 16], one row per block of 32 weights
     scales = p.part("scales", i).reshape(-1, 1)
+    if out.device.type == "cuda" and _mxfp4_fused() is not None:
+        _mxfp4_fused()(blocks, scales, out)
+        return
     lut = _mxfp4_lut(out.device)
     words = out.view(torch.int32).view(-1, 16)  # 16 words = 32 bf16 per block
     end = blocks.shape[0]
@@ -409,6 +412,63 @@ def _d_mxfp4(p: Packed, i, out):
         del idx
 
 
+# ---- MXFP4 in one fused kernel on CUDA (Triton, when it works here) --------------------------
+#
+# Each launch of a PyTorch kernel costs a few microseconds of Python and dispatch; gpt-oss-120b
+# decodes 2 x 128 expert matrices per layer per 512-token chunk, so on a GPU the eager decode
+# above is bound by those launches, not by the GPU. One Triton kernel writes the bf16 pairs
+# straight from the packed bytes and scales: one launch per matrix and no scratch beyond the
+# matrix. It is used only after it has reproduced the eager decode bit for bit on every
+# (scale code, byte) pair on this GPU; otherwise (no Triton, no compiler, a mismatch) the eager
+# decode runs and ``MXFP4_KERNEL`` says why.
+
+MXFP4_KERNEL = {"path": "eager", "why": "not tried (not on CUDA)"}
+_FUSED: dict = {}
+
+
+def _mxfp4_fused():
+    """The checked fused decoder ``f(blocks [n, 16] u8, scales [n, 1] u8, out bf16)``, or None."""
+    if "fn" not in _FUSED:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        _FUSED["fn"] = None
+        try:
+            with _disable_current_modes():
+                fn = _build_triton_mxfp4()  # imports triton
+                ok = _fused_matches_eager(fn, "cuda")
+            if ok:
+                _FUSED["fn"] = fn
+                MXFP4_KERNEL.update(path="triton", why="matches the eager decode on all 65,536 (scale, byte) pairs")
+            else:
+                MXFP4_KERNEL.update(path="eager", why="the Triton kernel differed from the eager decode")
+        except Exception as e:  # noqa: BLE001 - no Triton, no C compiler, an unsupported GPU
+            MXFP4_KERNEL.update(path="eager", why=f"Triton unavailable: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+    return _FUSED["fn"]
+
+
+def _fused_matches_eager(fn, device) -> bool:
+    """Row r: scale code r for its 16 blocks, whose 256 bytes are 0..255: every pair once."""
+    blocks = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(1, 16, 16).expand(256, 16, 16)
+    blocks = blocks.contiguous().to(device)
+    scales = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(256, 1).expand(256, 16).contiguous().to(device)
+    p = Packed(fmt="mxfp4", rows=256, cols=512, copies=0, parts={"blocks": blocks, "scales": scales})
+    want = torch.empty(256, 512, dtype=COMPUTE, device=device)
+    _FUSED["fn"] = None  # the eager path for the reference
+    _d_mxfp4(p, None, want)
+    got = torch.empty_like(want)
+    fn(blocks.view(-1, 16), scales.view(-1, 1), got)
+    wf, gf = want.float(), got.float()
+    nan_ok = torch.equal(wf.isnan(), gf.isnan())
+    fin = ~wf.isnan()
+    return bool(nan_ok and torch.equal(want.view(torch.int16)[fin], got.view(torch.int16)[fin]))
+
+
+def _build_triton_mxfp4():
+    from fitcalc.measure.mxfp4_triton import decode_into
+
+    return decode_into
+
+
 def _d_nvfp4(p: Packed, i, out):
     w, ws, ws2 = p.part("weight", i), p.part("weight_scale", i), p.part("weight_scale_2", i)
     nb = p.cols // 16
@@ -420,28 +480,37 @@ def _d_nvfp4(p: Packed, i, out):
 
 
 def _d_fp8(p: Packed, i, out):
+    """fp8 per tensor: the exact copy, then the multiply by the [1, 1]-shaped scale (a 0-dim one
+    would not take part in type promotion and the product would be rounded to bf16 first)."""
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
-        out[a:b].copy_(w[a:b].to(torch.float32) * s)
+    out.copy_(w)
+    out.mul_(s.reshape(1, 1))
 
 
 def _d_row_scaled(p: Packed, i, out):
+    """int8 / fp8 per output channel. Every int8 and E4M3 value is a bf16 value, so the copy is
+    exact; the in-place multiply by the fp32 scales computes in fp32 (type promotion) and rounds
+    once into bf16, as ``(w.float() * s).to(bf16)`` does: two kernels, no temporaries."""
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
-        out[a:b].copy_(w[a:b].to(torch.float32) * s[a:b])
+    out.copy_(w)
+    out.mul_(s)
 
 
 def _d_fp8_block(p: Packed, i, out):
-    """Tiles of 128 rows x a multiple of 128 columns, so temporaries stay within the step budget
-    however wide the matrix (a 128-row stripe of a 12288-wide down_proj would be 18 MiB of fp32)."""
+    """One fp32 scale per 128 x 128 tile: the exact copy, then one multiply over the tiles viewed
+    as [rows/128, 128, cols/128, 128] against the scales broadcast over them (fp32 arithmetic,
+    one rounding, as above), and the ragged edge (a dimension not a multiple of 128) per tile."""
     w, s = p.part("weight", i), p.part("weight_scale_inv", i)
-    cols_step = max(128, _steps(out.device, _CHUNK_ELEMENTS) // 128 // 128 * 128)
-    for a in range(0, p.rows, 128):
-        b = min(p.rows, a + 128)
-        for c0 in range(0, p.cols, cols_step):
-            c1 = min(p.cols, c0 + cols_step)
-            scale = s[a // 128, c0 // 128: -(-c1 // 128)].repeat_interleave(128)[: c1 - c0]
-            out[a:b, c0:c1].copy_(w[a:b, c0:c1].to(torch.float32) * scale)
+    out.copy_(w)
+    r0, c0 = p.rows // 128 * 128, p.cols // 128 * 128
+    nr, nc = r0 // 128, c0 // 128
+    if nr and nc:
+        out[:r0, :c0].view(nr, 128, nc, 128).mul_(s[:nr, :nc].reshape(nr, 1, nc, 1))
+    if r0 < p.rows and nc:  # the last, partial block of rows
+        out[r0:, :c0].view(p.rows - r0, nc, 128).mul_(s[nr, :nc].reshape(1, nc, 1))
+    if c0 < p.cols:  # the last, partial block of columns, per block of rows (a [1, 1] scale, not a
+        for a in range(0, p.rows, 128):  # 0-dim one, so that the product is computed in fp32)
+            out[a:a + 128, c0:].mul_(s[a // 128, nc:nc + 1].reshape(1, 1))
 
 
 _SHIFTS: dict = {}

@@ -51,7 +51,7 @@ F = torch.nn.functional
 # 128 KiB buffers (1 MiB on a GPU, where each step costs kernel launches) whatever the number of
 # tokens, so the working memory is the buffers that scale.
 _STEP_ELEMENTS = 1 << 15
-_STEP_ELEMENTS_GPU = 1 << 18
+_STEP_ELEMENTS_GPU = 1 << 19
 _GPT_OSS_ALPHA = 1.702  # gpt-oss SwiGLU: glu = gate * sigmoid(alpha * gate), out = (up + 1) * glu
 _GPT_OSS_LIMIT = 7.0  # swiglu_limit in gpt-oss config.json
 _NORM_EPS = 1e-5
