@@ -68,3 +68,19 @@ def test_mxfp4_decode_scratch_is_the_matrix_and_one_small_temporary():
             w = p.matrix()
     assert ph.peak - ph.start_live == 2880 * 2880 * 2 + 16_200 * 64
     del w
+
+
+def test_fused_mxfp4_kernel_matches_the_eager_decode_in_the_triton_interpreter():
+    # The CUDA fast path, run by Triton's CPU interpreter (TRITON_INTERPRET=1 must be set before
+    # the kernel is defined, hence a fresh process): every (E8M0 code, byte) pair, bit for bit.
+    pytest.importorskip("triton", reason="triton is not installed (it comes with CUDA builds of torch)")
+    import os
+    import subprocess
+    import sys
+
+    code = ("from fitcalc.measure import packed as P\n"
+            "fn = P._build_triton_mxfp4()\n"
+            "print(P._fused_matches_eager(fn, 'cpu'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert r.stdout.strip() == "True", r.stderr[-2000:]
