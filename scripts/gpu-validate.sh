@@ -31,6 +31,7 @@
 #   gpt-oss-20b-all-c16384                                                        ~15  [50]
 #   seed-gpt-oss-20b-whole-c131072   the seed's claim: 20b at its full context       ~55  [85]
 #   seed-gpt-oss-120b-whole-c32768   the seed's claim: 120b on one 80 GB GPU        ~60  [90]
+#   gpt-oss-20b-tp2-L2-c4096   2 NCCL ranks, only when torch sees 2 GPUs (else skipped)  ~15  [45]
 #   verify-speed         benchmarks/verify_speed.py --device cuda, 2 layers, 4,096    ~40  [60]
 # --quick: the probe, pytest-gpu, gpt-oss-20b-L2-c4096, llama-3.1-8b-bf16-all-c4096 and
 # qwen3-8b-fp8-all-c4096.
@@ -89,6 +90,7 @@ if [ "$DEVICE" = cpu ]; then
   verify llama-3.1-8b-bf16-L1-c64 30 "$SPECS/llama-3.1-8b.yaml" --layers 1 --context 64 --no-embeddings
   verify qwen3-8b-fp8-L1-c64 30 "$SPECS/qwen3-8b.yaml" --recipe fp8-block --layers 1 --context 64 --no-embeddings
   add timeout-kill-check 3 "ps -o pgid= \$\$ > $(q "$OUT/timeout-kill-check.pgid"); sleep 300 & sleep 300; wait"
+  verify llama-3.1-8b-tp2-L1-c64 40 "$SPECS/llama-3.1-8b.yaml" --tp 2 --layers 1 --context 64 --no-embeddings
   add verify-speed 60 "$(q "$PY" benchmarks/verify_speed.py --device cpu --layers 1 --context 64 --formats bf16,fp8-block --json "$OUT/verify-speed.json") > $(q "$OUT/verify-speed.out")"
 elif [ "$MODE" = quick ]; then
   probe 30
@@ -106,6 +108,12 @@ else
   # the seed's two claims: gpt-oss-20b at its full context, gpt-oss-120b whole on one GPU
   verify seed-gpt-oss-20b-whole-c131072 85 gpt-oss-20b --layers all --context 131072
   verify seed-gpt-oss-120b-whole-c32768 90 gpt-oss-120b --layers all --context 32768
+  # two tensor-parallel NCCL ranks (issue #8) when torch sees two GPUs
+  if [ "$DRY" = 1 ] || [ "$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)" -ge 2 ]; then
+    verify gpt-oss-20b-tp2-L2-c4096 45 gpt-oss-20b --tp 2 --layers 2 --context 4096
+  else
+    add gpt-oss-20b-tp2-L2-c4096 0 "SKIP fewer than 2 GPUs visible"
+  fi
   add verify-speed 60 "$(q "$PY" benchmarks/verify_speed.py --device cuda --layers 2 --context 4096 --json "$OUT/verify-speed.json") > $(q "$OUT/verify-speed.out")"
 fi
 
