@@ -17,10 +17,10 @@ from tests.measure.tiny import tiny_gpt_oss, tiny_llama
 ENGINE = catalog.load_engine("torch")
 
 
-def _prefill_stats(model, every: bool, kv_dtype=None, context=97, chunk=8):
+def _prefill_stats(model, every: bool, kv_dtype=None, context=97, chunk=8, device="cpu"):
     torch.manual_seed(0)
     tracker = StorageTracker()
-    stack = Stack(model, resolve_recipe(model, None), "cpu", tracker=tracker)
+    stack = Stack(model, resolve_recipe(model, None), device, tracker=tracker)
     stack.track_every_chunk = every
     with torch.inference_mode(), tracker:
         with tracker.phase("weights"):
@@ -84,3 +84,21 @@ def test_fused_mxfp4_kernel_matches_the_eager_decode_in_the_triton_interpreter()
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "TRITON_INTERPRET": "1"})
     assert r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+@pytest.mark.gpu
+def test_on_cuda_mxfp4_decodes_in_one_checked_kernel():
+    # Triton ships with CUDA builds of torch; the fused kernel must pass its bit-for-bit check on
+    # this GPU. Failing here (with the reason) means verify runs the slower eager decode.
+    from fitcalc.measure import packed
+
+    p = build_packed("mxfp4", 256, 512, 2, "cuda")
+    p.matrix(1)
+    assert packed.MXFP4_KERNEL["path"] == "triton", packed.MXFP4_KERNEL["why"]
+
+
+@pytest.mark.gpu
+def test_on_cuda_sampled_chunks_give_the_peaks_of_every_chunk():
+    full, _ = _prefill_stats(tiny_llama(2), True, device="cuda")
+    sampled, _ = _prefill_stats(tiny_llama(2), False, device="cuda")
+    assert sampled.tag_peak == full.tag_peak and sampled.peak == full.peak

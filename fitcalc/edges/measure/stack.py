@@ -799,7 +799,8 @@ class Stack:
         return nxt
 
     def _chunk_tracking(self, c: int, n: int):
-        """The storage tracker watches chunks 0, 1, n-2 and n-1 of n and is paused for the rest.
+        """The storage tracker watches chunks 0, 1, n-2 and n-1 of n (n-2 only with a KV cache
+        in another dtype than the compute dtype) and is paused for the rest.
 
         Why that keeps the measured peaks: a chunk allocates the same tensors at every position
         but three. The first has no past to attend to (fewer buffers); from the second on the
@@ -810,7 +811,8 @@ class Stack:
         tokens each expert gets, hence its gathered input [tokens of the expert, hidden], a few
         hundred KiB at most. Device counters (torch.cuda's peaks) still see every chunk. With
         ``track_every_chunk`` (tests) every chunk is watched."""
-        if self.tracker is None or self.track_every_chunk or c < 2 or c >= n - 2:
+        last_full = n - 2 if self.kv_dtype not in (None, COMPUTE) else n - 1  # see above: fp8 KV
+        if self.tracker is None or self.track_every_chunk or c < 2 or c >= last_full:
             return contextlib.nullcontext()
         return self.tracker.paused()
 

@@ -40,6 +40,19 @@ class PhaseStats:
     at_peak: dict[str, int] = field(default_factory=dict)  # live bytes by tag at the moment of the peak
 
 
+class _Tag:
+    __slots__ = ("_stack", "_item")
+
+    def __init__(self, stack: list, item: tuple) -> None:
+        self._stack, self._item = stack, item
+
+    def __enter__(self) -> None:
+        self._stack.append(self._item)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.pop()
+
+
 class StorageTracker(TorchDispatchMode):
     """Tracks tensor storages created while active. Use as a context manager; tag with ``tag()``."""
 
@@ -57,13 +70,10 @@ class StorageTracker(TorchDispatchMode):
 
     # ---- tagging and phases --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def tag(self, name: str, layer: int | None = None):
-        self._tags.append((name, layer))
-        try:
-            yield
-        finally:
-            self._tags.pop()
+    def tag(self, name: str, layer: int | None = None) -> "_Tag":
+        """Attribute storages created inside to ``name`` (and ``layer``). A plain class, not a
+        generator context manager: the stack enters one per expert matrix, thousands a second."""
+        return _Tag(self._tags, (name, layer))
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -134,8 +144,14 @@ class StorageTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            self._add(t)
+        if isinstance(out, torch.Tensor):  # most ops: one tensor, no pytree walk
+            self._add(out)
+        elif isinstance(out, (tuple, list)) and all(isinstance(t, torch.Tensor) or t is None for t in out):
+            for t in out:
+                self._add(t)
+        else:
+            for t in tree_flatten(out)[0]:
+                self._add(t)
         return out
 
     def adopt(self, t) -> None:
