@@ -4,7 +4,7 @@
     python benchmarks/verify_speed.py --device cuda --layers 4 --context 16384
     python benchmarks/verify_speed.py --device cpu --layers 1 --context 256 --formats bf16,mxfp4
 
-Per storage format, one row: the stack's ``timings.prefill`` (``fitcalc.measure.harness.run``:
+Per storage format, one row: the stack's ``timings.prefill`` (``fitcalc.edges.measure.harness.run``:
 storage tracking, the format's real layout dequantized matrix by matrix, the 512-token chunks of
 the torch engine profile, one decode step excluded) and a direct PyTorch prefill of the same
 shapes on the same device: bf16 weights already dequantized, the same chunks, the same q/k/v/o,
@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fitcalc import catalog  # noqa: E402
-from fitcalc.estimate import truncated_model  # noqa: E402
-from fitcalc.ingest import resolve_model  # noqa: E402
-from fitcalc.recipes import resolve_recipe  # noqa: E402
+from fitcalc.edges import catalog  # noqa: E402
+from fitcalc.core.estimate import truncated_model  # noqa: E402
+from fitcalc.edges.ingest import resolve_model  # noqa: E402
+from fitcalc.core.recipes import resolve_recipe  # noqa: E402
 
 LLAMA = str(ROOT / "tests" / "data" / "specs" / "llama-3.1-8b.yaml")
 CASES = {  # format -> (model, recipe)
@@ -47,7 +47,7 @@ CASES = {  # format -> (model, recipe)
 
 
 def stack_prefill(spec, recipe, layers: int, context: int, device: str) -> tuple[float, dict]:
-    from fitcalc.measure import harness, packed
+    from fitcalc.edges.measure import harness, packed
 
     info = harness.resolve_device(device)
     eng = catalog.load_engine("torch")

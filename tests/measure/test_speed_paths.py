@@ -7,11 +7,11 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the measure extra (PyTorch) is not installed")
 
-from fitcalc import catalog
-from fitcalc.measure.packed import build_packed
-from fitcalc.measure.stack import Stack
-from fitcalc.measure.tracker import StorageTracker
-from fitcalc.recipes import resolve_recipe
+from fitcalc.edges import catalog
+from fitcalc.edges.measure.packed import build_packed
+from fitcalc.edges.measure.stack import Stack
+from fitcalc.edges.measure.tracker import StorageTracker
+from fitcalc.core.recipes import resolve_recipe
 from tests.measure.tiny import tiny_gpt_oss, tiny_llama
 
 ENGINE = catalog.load_engine("torch")
@@ -78,7 +78,7 @@ def test_fused_mxfp4_kernel_matches_the_eager_decode_in_the_triton_interpreter()
     import subprocess
     import sys
 
-    code = ("from fitcalc.measure import packed as P\n"
+    code = ("from fitcalc.edges.measure import packed as P\n"
             "fn = P._build_triton_mxfp4()\n"
             "print(P._fused_matches_eager(fn, 'cpu'))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -90,7 +90,7 @@ def test_fused_mxfp4_kernel_matches_the_eager_decode_in_the_triton_interpreter()
 def test_on_cuda_mxfp4_decodes_in_one_checked_kernel():
     # Triton ships with CUDA builds of torch; the fused kernel must pass its bit-for-bit check on
     # this GPU. Failing here (with the reason) means verify runs the slower eager decode.
-    from fitcalc.measure import packed
+    from fitcalc.edges.measure import packed
 
     p = build_packed("mxfp4", 256, 512, 2, "cuda")
     p.matrix(1)

@@ -1,4 +1,4 @@
-"""MXFP4 -> bf16 in one Triton kernel: the CUDA fast path of ``fitcalc.measure.packed._d_mxfp4``.
+"""MXFP4 -> bf16 in one Triton kernel: the CUDA fast path of ``fitcalc.edges.measure.packed._d_mxfp4``.
 EDGE (torch, triton). Imported only on CUDA, and used only after ``packed._fused_matches_eager``
 has found it bit-identical to the eager decode on this GPU.
 

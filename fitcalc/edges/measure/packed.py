@@ -464,7 +464,7 @@ def _fused_matches_eager(fn, device) -> bool:
 
 
 def _build_triton_mxfp4():
-    from fitcalc.measure.mxfp4_triton import decode_into
+    from fitcalc.edges.measure.mxfp4_triton import decode_into
 
     return decode_into
 

@@ -89,7 +89,7 @@ class StorageTracker(TorchDispatchMode):
 
     @contextlib.contextmanager
     def paused(self):
-        """Run torch ops unseen (``fitcalc.measure.stack.Stack.prefill`` between the chunks that
+        """Run torch ops unseen (``fitcalc.edges.measure.stack.Stack.prefill`` between the chunks that
         can hold the peak). Storages created meanwhile are not counted; a counted storage freed
         meanwhile still comes off, since its weak reference fires whatever mode is active."""
         from torch.utils._python_dispatch import _disable_current_modes
