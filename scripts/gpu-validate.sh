@@ -23,7 +23,7 @@
 # ONLY (regex on step names), FITCALC_GPU_VALIDATE_DEVICE (cuda, default; cpu for the smoke).
 #
 # Steps (expected seconds on one H200 after the speed work of issue #19, limit in brackets):
-#   gpu-readings-probe   scripts/gpu_readings_probe.py when it exists              ~10  [45]
+#   gpu-readings-probe   scripts/gpu_readings_probe.py when it exists (stops at 60 s) ~15  [70]
 #   pytest-gpu           pytest -m gpu tests/measure                                ~30  [60]
 #   gpt-oss-20b-L2-c4096                                                          ~8   [40]
 #   llama-3.1-8b-bf16-all-c16384  (tests/data/specs)                                ~10  [45]
@@ -74,7 +74,7 @@ verify() {  # name limit args...: fitcalc verify with --json to $OUT/name.json, 
 }
 probe() {
   if [ -f scripts/gpu_readings_probe.py ]; then
-    add gpu-readings-probe "$1" "$(q "$PY" scripts/gpu_readings_probe.py) > $(q "$OUT/gpu-readings-probe.out")"
+    add gpu-readings-probe "$1" "$(q "$PY" scripts/gpu_readings_probe.py) > $(q "$OUT/gpu-readings-probe.json")"
   else
     add gpu-readings-probe 0 "SKIP scripts/gpu_readings_probe.py is not in this checkout"
   fi
@@ -99,7 +99,7 @@ elif [ "$MODE" = quick ]; then
   verify llama-3.1-8b-bf16-all-c4096 30 "$SPECS/llama-3.1-8b.yaml" --layers all --context 4096
   verify qwen3-8b-fp8-all-c4096 30 "$SPECS/qwen3-8b.yaml" --recipe fp8-block --layers all --context 4096
 else
-  probe 45
+  probe 70  # it stops itself after 60 s
   pytest_gpu 60
   verify gpt-oss-20b-L2-c4096 40 gpt-oss-20b --layers 2 --context 4096
   verify llama-3.1-8b-bf16-all-c16384 45 "$SPECS/llama-3.1-8b.yaml" --layers all --context 16384
@@ -235,7 +235,8 @@ run_step() {  # index
       if [ "$rc" = 124 ] && [ "$g" = "$pid" ] && [ "$left_procs" = 0 ]; then
         what="ok: outlived its limit as meant, its whole group killed"; rc=0
       fi ;;
-    gpu-readings-probe|verify-speed) more=$(tail -n 1 "$OUT/$name.out" 2>/dev/null) ;;
+    gpu-readings-probe) more="$(wc -c < "$OUT/$name.json" 2>/dev/null || echo 0) B of readings in $name.json" ;;
+    verify-speed) more=$(tail -n 1 "$OUT/$name.out" 2>/dev/null) ;;
     *) more=$(detail "$name") ;;
   esac
   printf '%-34s %5s %7s %6s  %s%s\n' "$name" "$rc" "$secs" "$limit" "$what" "${more:+ — $more}" >> "$SUMMARY"
