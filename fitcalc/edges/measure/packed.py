@@ -351,22 +351,122 @@ def e8m0_to_float(codes):
     return torch.where(codes == E8M0_NAN, torch.full_like(v, float("nan")), v)
 
 
-def _e8m0_compute(codes):
-    """E8M0 codes straight to the compute dtype, in place: codes - 127 are integers and 2^k is
-    exact in bf16 (whose exponent range is fp32's, subnormals down to 2^-133 included)."""
-    s = codes.to(COMPUTE).sub_(E8M0_BIAS).exp2_()
-    return s.masked_fill_(codes == E8M0_NAN, float("nan"))
+_MX_LUT: dict = {}
+
+
+def _mxfp4_lut(device):
+    """int32 [65,536]: (E8M0 scale code << 8 | packed byte) -> the byte's two E2M1 values times
+    2^(code - 127) as two bf16 halves (low nibble = even element; code 0xFF: NaN). E2M1 x 2^k
+    is exact in bf16 (fp32's exponent range, subnormals down to 2^-133), so one gather per byte
+    does what a decode and a multiply did. A 256 KiB cache of the measuring machinery (an
+    engine's kernel keeps its table in registers), built outside the storage tracker."""
+    key = str(device)
+    if key not in _MX_LUT:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            e2m1 = torch.tensor(E2M1_VALUES, dtype=torch.float64)
+            codes = torch.arange(256)
+            pair = torch.stack([e2m1[codes & 15], e2m1[codes >> 4]], dim=-1)  # [byte, 2]
+            scale = torch.exp2(torch.arange(256, dtype=torch.float64) - E8M0_BIAS)
+            scale[E8M0_NAN] = float("nan")
+            vals = (scale.view(256, 1, 1) * pair.view(1, 256, 2)).to(torch.bfloat16).contiguous()
+            _MX_LUT[key] = vals.view(torch.int32).reshape(256 * 256).to(device)
+    return _MX_LUT[key]
+
+
+def _mx_gather(blocks, scales, lut, idx, dst) -> None:
+    """blocks uint8 [n, 16], scales uint8 [n, 1] -> dst int32 [n, 16] (two bf16 per word), using
+    idx int32 [n, 16] (not overlapping dst) for the table index: three kernels per piece."""
+    idx.copy_(blocks)
+    idx.add_(scales, alpha=256)
+    torch.index_select(lut, 0, idx.view(-1), out=dst.view(-1))
 
 
 def _d_mxfp4(p: Packed, i, out):
-    blocks = p.part("blocks", i)
-    nb = p.cols // 32
-    # 2^k is exact in bf16 (same exponent range as fp32), and E2M1 x 2^k too: scaling in bf16
-    # rounds nothing. One scale per 32 weights: numel / 16 bytes beside the numel x 2 output.
-    scale = _e8m0_compute(p.part("scales", i)).unsqueeze(-1)
-    for a, b in _row_chunks(p.rows, p.cols, elements=_E2M1_CHUNK, device=out.device):
-        _e2m1_into(blocks[a:b], out[a:b])
-        out[a:b].view(b - a, nb, 32).mul_(scale[a:b])
+    """One gather per packed byte from the (scale, byte) table. The table index (int32, 4 bytes
+    per packed byte) is as large as the output it produces, so it is written into the part of
+    ``out`` not filled yet: the second half of the blocks is decoded with its index held in the
+    first half, then the second quarter with its index in the first quarter, and so on down to
+    one small piece with a temporary of its own (<= 1 MiB on a CPU, 4 MiB on a GPU). The scratch
+    stays one matrix plus that temporary, in about a dozen kernels per matrix rather than one
+    decode and one multiply per 2 MiB step."""
+    assert COMPUTE == torch.bfloat16 and out.is_contiguous()
+    blocks = p.part("blocks", i).reshape(-1, 16)  # [r * c/32, 16], one row per block of 32 weights
+    scales = p.part("scales", i).reshape(-1, 1)
+    if out.device.type == "cuda" and _mxfp4_fused() is not None:
+        _mxfp4_fused()(blocks, scales, out)
+        return
+    lut = _mxfp4_lut(out.device)
+    words = out.view(torch.int32).view(-1, 16)  # 16 words = 32 bf16 per block
+    end = blocks.shape[0]
+    small = max(1, _steps(out.device, _E2M1_CHUNK) // 32)
+    while end > small:
+        mid = (end + 1) // 2  # [mid, end) is no larger than [0, mid), where its index goes
+        n = end - mid
+        _mx_gather(blocks[mid:end], scales[mid:end], lut, words[:n], words[mid:end])
+        end = mid
+    if end:
+        idx = torch.empty(end, 16, dtype=torch.int32, device=out.device)
+        _mx_gather(blocks[:end], scales[:end], lut, idx, words[:end])
+        del idx
+
+
+# ---- MXFP4 in one fused kernel on CUDA (Triton, when it works here) --------------------------
+#
+# Each launch of a PyTorch kernel costs a few microseconds of Python and dispatch; gpt-oss-120b
+# decodes 2 x 128 expert matrices per layer per 512-token chunk, so on a GPU the eager decode
+# above is bound by those launches, not by the GPU. One Triton kernel writes the bf16 pairs
+# straight from the packed bytes and scales: one launch per matrix and no scratch beyond the
+# matrix. It is used only after it has reproduced the eager decode bit for bit on every
+# (scale code, byte) pair on this GPU; otherwise (no Triton, no compiler, a mismatch) the eager
+# decode runs and ``MXFP4_KERNEL`` says why.
+
+MXFP4_KERNEL = {"path": "eager", "why": "not tried (not on CUDA)"}
+_FUSED: dict = {}
+
+
+def _mxfp4_fused():
+    """The checked fused decoder ``f(blocks [n, 16] u8, scales [n, 1] u8, out bf16)``, or None."""
+    if "fn" not in _FUSED:
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        _FUSED["fn"] = None
+        try:
+            with _disable_current_modes():
+                fn = _build_triton_mxfp4()  # imports triton
+                ok = _fused_matches_eager(fn, "cuda")
+            if ok:
+                _FUSED["fn"] = fn
+                MXFP4_KERNEL.update(path="triton", why="matches the eager decode on all 65,536 (scale, byte) pairs")
+            else:
+                MXFP4_KERNEL.update(path="eager", why="the Triton kernel differed from the eager decode")
+        except Exception as e:  # noqa: BLE001 - no Triton, no C compiler, an unsupported GPU
+            MXFP4_KERNEL.update(path="eager", why=f"Triton unavailable: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+    return _FUSED["fn"]
+
+
+def _fused_matches_eager(fn, device) -> bool:
+    """Row r: scale code r for its 16 blocks, whose 256 bytes are 0..255: every pair once."""
+    blocks = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(1, 16, 16).expand(256, 16, 16)
+    blocks = blocks.contiguous().to(device)
+    scales = torch.arange(256, dtype=torch.int32).to(torch.uint8).view(256, 1).expand(256, 16).contiguous().to(device)
+    p = Packed(fmt="mxfp4", rows=256, cols=512, copies=0, parts={"blocks": blocks, "scales": scales})
+    want = torch.empty(256, 512, dtype=COMPUTE, device=device)
+    _FUSED["fn"] = None  # the eager path for the reference
+    _d_mxfp4(p, None, want)
+    got = torch.empty_like(want)
+    fn(blocks.view(-1, 16), scales.view(-1, 1), got)
+    wf, gf = want.float(), got.float()
+    nan_ok = torch.equal(wf.isnan(), gf.isnan())
+    fin = ~wf.isnan()
+    return bool(nan_ok and torch.equal(want.view(torch.int16)[fin], got.view(torch.int16)[fin]))
+
+
+def _build_triton_mxfp4():
+    from fitcalc.edges.measure.mxfp4_triton import decode_into
+
+    return decode_into
 
 
 def _d_nvfp4(p: Packed, i, out):
@@ -380,28 +480,37 @@ def _d_nvfp4(p: Packed, i, out):
 
 
 def _d_fp8(p: Packed, i, out):
+    """fp8 per tensor: the exact copy, then the multiply by the [1, 1]-shaped scale (a 0-dim one
+    would not take part in type promotion and the product would be rounded to bf16 first)."""
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
-        out[a:b].copy_(w[a:b].to(torch.float32) * s)
+    out.copy_(w)
+    out.mul_(s.reshape(1, 1))
 
 
 def _d_row_scaled(p: Packed, i, out):
+    """int8 / fp8 per output channel. Every int8 and E4M3 value is a bf16 value, so the copy is
+    exact; the in-place multiply by the fp32 scales computes in fp32 (type promotion) and rounds
+    once into bf16, as ``(w.float() * s).to(bf16)`` does: two kernels, no temporaries."""
     w, s = p.part("weight", i), p.part("weight_scale", i)
-    for a, b in _row_chunks(p.rows, p.cols, device=out.device):
-        out[a:b].copy_(w[a:b].to(torch.float32) * s[a:b])
+    out.copy_(w)
+    out.mul_(s)
 
 
 def _d_fp8_block(p: Packed, i, out):
-    """Tiles of 128 rows x a multiple of 128 columns, so temporaries stay within the step budget
-    however wide the matrix (a 128-row stripe of a 12288-wide down_proj would be 18 MiB of fp32)."""
+    """One fp32 scale per 128 x 128 tile: the exact copy, then one multiply over the tiles viewed
+    as [rows/128, 128, cols/128, 128] against the scales broadcast over them (fp32 arithmetic,
+    one rounding, as above), and the ragged edge (a dimension not a multiple of 128) per tile."""
     w, s = p.part("weight", i), p.part("weight_scale_inv", i)
-    cols_step = max(128, _steps(out.device, _CHUNK_ELEMENTS) // 128 // 128 * 128)
-    for a in range(0, p.rows, 128):
-        b = min(p.rows, a + 128)
-        for c0 in range(0, p.cols, cols_step):
-            c1 = min(p.cols, c0 + cols_step)
-            scale = s[a // 128, c0 // 128: -(-c1 // 128)].repeat_interleave(128)[: c1 - c0]
-            out[a:b, c0:c1].copy_(w[a:b, c0:c1].to(torch.float32) * scale)
+    out.copy_(w)
+    r0, c0 = p.rows // 128 * 128, p.cols // 128 * 128
+    nr, nc = r0 // 128, c0 // 128
+    if nr and nc:
+        out[:r0, :c0].view(nr, 128, nc, 128).mul_(s[:nr, :nc].reshape(nr, 1, nc, 1))
+    if r0 < p.rows and nc:  # the last, partial block of rows
+        out[r0:, :c0].view(p.rows - r0, nc, 128).mul_(s[nr, :nc].reshape(1, nc, 1))
+    if c0 < p.cols:  # the last, partial block of columns, per block of rows (a [1, 1] scale, not a
+        for a in range(0, p.rows, 128):  # 0-dim one, so that the product is computed in fp32)
+            out[a:a + 128, c0:].mul_(s[a // 128, nc:nc + 1].reshape(1, 1))
 
 
 _SHIFTS: dict = {}

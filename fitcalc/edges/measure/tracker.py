@@ -6,6 +6,10 @@ storage is new, its bytes are added to the live total under the current tag (``w
 torch frees it. Storage Python objects are preserved by torch for as long as the storage lives,
 so the callback fires exactly when the memory is released.
 
+The mode costs a Python call per torch op (~10-20 us, more than many GPU kernels take), so
+the prefill tracks only the chunks that can hold its peak (``Stack.prefill``) and runs the others
+``paused()``.
+
 This is what "measured" means on a CPU, where torch has no allocator statistics: the peak of the
 sum of live tensor storages, overall and per tag, per phase. It counts what torch ops allocate
 as tensors; scratch a kernel allocates internally (oneDNN, the flash-attention kernel's per-thread
@@ -36,6 +40,19 @@ class PhaseStats:
     at_peak: dict[str, int] = field(default_factory=dict)  # live bytes by tag at the moment of the peak
 
 
+class _Tag:
+    __slots__ = ("_stack", "_item")
+
+    def __init__(self, stack: list, item: tuple) -> None:
+        self._stack, self._item = stack, item
+
+    def __enter__(self) -> None:
+        self._stack.append(self._item)
+
+    def __exit__(self, *exc) -> None:
+        self._stack.pop()
+
+
 class StorageTracker(TorchDispatchMode):
     """Tracks tensor storages created while active. Use as a context manager; tag with ``tag()``."""
 
@@ -53,13 +70,10 @@ class StorageTracker(TorchDispatchMode):
 
     # ---- tagging and phases --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def tag(self, name: str, layer: int | None = None):
-        self._tags.append((name, layer))
-        try:
-            yield
-        finally:
-            self._tags.pop()
+    def tag(self, name: str, layer: int | None = None) -> "_Tag":
+        """Attribute storages created inside to ``name`` (and ``layer``). A plain class, not a
+        generator context manager: the stack enters one per expert matrix, thousands a second."""
+        return _Tag(self._tags, (name, layer))
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -72,6 +86,16 @@ class StorageTracker(TorchDispatchMode):
             ph.end_live = self.live
             self._phase = None
             self.phases.append(ph)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Run torch ops unseen (``fitcalc.edges.measure.stack.Stack.prefill`` between the chunks that
+        can hold the peak). Storages created meanwhile are not counted; a counted storage freed
+        meanwhile still comes off, since its weak reference fires whatever mode is active."""
+        from torch.utils._python_dispatch import _disable_current_modes
+
+        with _disable_current_modes():
+            yield
 
     def phase_stats(self, name: str) -> PhaseStats | None:
         for p in self.phases:
@@ -120,8 +144,14 @@ class StorageTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            self._add(t)
+        if isinstance(out, torch.Tensor):  # most ops: one tensor, no pytree walk
+            self._add(out)
+        elif isinstance(out, (tuple, list)) and all(isinstance(t, torch.Tensor) or t is None for t in out):
+            for t in out:
+                self._add(t)
+        else:
+            for t in tree_flatten(out)[0]:
+                self._add(t)
         return out
 
     def adopt(self, t) -> None:
