@@ -39,7 +39,7 @@ EXTRA = {
     "vllm-0.11-h100-gpt-oss-120b-u095-b1024.log": {"mxfp4_backend": "marlin"},
 }
 KIND = {"weights.*": "weights", "kv.*": "KV", "kv.full": "KV", "kv.sliding": "KV",
-        "act.compute_buffer": "compute buffer", "act.*": "activations", "overhead.non_torch": "activations",
+        "act.compute_buffer": "compute buffer", "act.host_compute": "host compute buffer", "act.*": "activations", "overhead.non_torch": "activations",
         "overhead.cuda_graphs": "graph memory", "kv_capacity_bytes": "KV left (derived)",
         "kv_capacity_tokens": "KV left (derived)"}
 

@@ -541,7 +541,13 @@ def host_drafts(p: Prepared, share: Share, workload: Workload, any_gpu: bool = T
         tokens = act.forward_tokens(p.engine, chunk_tokens(p, None, workload), workload.prompt_tokens or workload.context,
                                     workload.batch)
         computes = bool(share.layers) or bool(share.expert_set(n))
-        out.append(act.host_compute_draft(a, p.engine, tokens, computes))
+        if len(share.layer_set(n)) == n and share.head:
+            # the CPU runs the whole graph (-ngl 0, no GPU): its buffer is the worst-case graph itself
+            full = act.compute_buffer_draft(a, p.engine, tokens, _kv_cells(p, workload), workload.batch)
+            out.append(("act.host_compute", full[1],
+                        lambda b=full[2]: b().model_copy(update={"id": "act.host_compute", "placement": "cpu"})))
+        else:
+            out.append(act.host_compute_draft(a, p.engine, tokens, computes))
         if share.head or any_gpu:
             out.append(act.host_output_draft(a, workload.batch, p.engine.working.output_embeddings))
     return out

@@ -325,6 +325,7 @@ class Split:
     gpu_layer_share: dict  # layer kind -> (layers on GPU, layers of that kind)
     note: str
     gpu_share: object = None  # fitcalc.core.estimate.placement.Share of the GPU
+    host_share: object = None  # and of the host
 
 
 def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, n_cpu_moe: int,
@@ -362,7 +363,8 @@ def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, 
     for kind in set(kinds):
         total = sum(1 for k in kinds if k == kind)
         share[kind] = (sum(1 for i, k in enumerate(kinds) if k == kind and i in gpu_layers), total)
-    return Split(gpu_weights=gpu, cpu_weights=cpu, gpu_layer_share=share, note=note, gpu_share=gpu_share)
+    return Split(gpu_weights=gpu, cpu_weights=cpu, gpu_layer_share=share, note=note, gpu_share=gpu_share,
+                 host_share=host_share)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +453,7 @@ def _llama_row(f: Figure, fit: FitResult, split: Split, model: ModelSpec, setup_
         return _row(f, row_id, label, pred, ids, calibratable=True)
     if f.what == "compute_buffer":
         if host:
-            return _row(f, None, label + " (host)", None, [], calibratable=False,
-                        note="fitcalc does not model the host-side compute buffer")
+            return _host_compute_row(f, label, model, setup_, split)
         gpu_fit = _share_footprint(model, setup_, split, fit)
         total, ids = _sum(gpu_fit, prefixes)
         return _row(f, row_id, label, total, ids, calibratable=True,
@@ -470,6 +471,19 @@ def _llama_row(f: Figure, fit: FitResult, split: Split, model: ModelSpec, setup_
         return _row(f, row_id, label, disk_bytes, [t.id for t in fit.terms if t.id.startswith("weights.")],
                     calibratable=False, note="bytes of every tensor in the recipe (the file adds a header)")
     return _row(f, None, label, None, [], calibratable=False, note="fitcalc has no term for it")
+
+
+def _host_compute_row(f: Figure, label: str, model: ModelSpec, setup_: Setup, split: Split) -> ReconcileRow:
+    """The host's compute buffer (CUDA_Host, CPU): act.host_compute for what the host runs."""
+    from fitcalc.core.estimate.footprint import host_drafts
+
+    if split.host_share is None:
+        return _row(f, None, label + " (host)", None, [], calibratable=False, note="no host share known")
+    p = prepare(model, setup_.recipe, setup_.engine, setup_.kv_dtype)
+    (_, n, build), = [d for d in host_drafts(p, split.host_share, setup_.workload)  # type: ignore[arg-type]
+                      if d[0] == "act.host_compute"]
+    return _row(f, "act.host_compute", label + " (host)", n, ["act.host_compute"], calibratable=False,
+                note=build().explain)
 
 
 def _share_footprint(model: ModelSpec, setup_: Setup, split: Split, fit: FitResult):
