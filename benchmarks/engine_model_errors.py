@@ -55,6 +55,8 @@ def rows(folder: Path):
         model = e["model"]
         model = str(folder / model) if model.endswith(".yaml") else model
         settings = {**(e.get("settings") or {}), **EXTRA.get(e["file"], {})}
+        if e.get("engine") == "ollama-go":  # the index says Ollama's Go engine wrote the lines
+            settings["new_engine"] = "true"
         try:
             r = api.reconcile(str(folder / e["file"]), model=model, gpu=gpu, device=device, overrides=settings)
         except Exception as ex:  # a log reconcile cannot read yet: say so and go on
