@@ -211,6 +211,9 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
     return _llama_setup(st, base, recipe, kv, assumptions)
 
 
+_VLLM_SEQS_BY_CHUNK = {2048: 256, 16384: 1024}
+
+
 def _vllm_version_rules(log: ParsedLog, engine: EngineProfile, v0: bool, eager: bool, assumptions: list[str],
                         mxfp4: bool) -> EngineProfile:
     """The vLLM profile as the log's version runs: 0.9/0.10 captured piecewise graphs of [1, 2, 4] +
@@ -250,8 +253,17 @@ def _vllm_setup(log: ParsedLog, st: LogSettings, a: Architecture, base: EnginePr
         assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
     v0 = log.vllm_generation == "v0"
     eager = bool(st.enforce_eager)
+    seqs = st.max_num_seqs
+    if seqs is None and not v0 and st.chunk is not None:
+        # vLLM picks max_num_seqs with max_num_batched_tokens by GPU class and entry point (PR #12369:
+        # API server 2048 tokens / 256 seqs, LLM class on H100-class GPUs 16384 / 1024; 8192 is both the
+        # API server's on H100 and the LLM class's elsewhere, so it says nothing)
+        seqs = _VLLM_SEQS_BY_CHUNK.get(st.chunk)
+        if seqs is not None:
+            assumptions.append(f"max_num_seqs not stated: {seqs}, vLLM's default beside the logged "
+                               f"max_num_batched_tokens {st.chunk:,}")
     engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
-                           logits_rows=st.max_num_seqs)
+                           logits_rows=seqs)
     engine = _vllm_version_rules(log, engine, v0, eager, assumptions, mxfp4)
     graphs_engine = None
     if v0 and not eager:
