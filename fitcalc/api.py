@@ -58,11 +58,12 @@ def models() -> list[ModelRow]:
 def fit(model: str, gpus: list[str] | None = None, context: int | None = None, batch: int = 1,
         engine: str | None = None, kv_dtype: str | None = None, recipe: str | None = None,
         source: SourceKind = "auto", prompt_tokens: int | None = None, calibrated: bool | None = None,
-        store: str | None = None, engine_version: str | None = None):
+        store: str | None = None, engine_version: str | None = None, settings: dict[str, str] | None = None):
     """Fit verdicts, headroom, terms and max context for each GPU configuration.
 
     ``calibrated`` scales terms by residuals stored from engine logs of the same engine, version
-    family and GPU family (``fitcalc reconcile --save``); ``None`` follows ``FITCALC_CALIBRATED``."""
+    family and GPU family (``fitcalc reconcile --save``); ``None`` follows ``FITCALC_CALIBRATED``.
+    ``settings``: the engine's own settings (``--set KEY=VALUE``; ``fitcalc.core.engines.SETTINGS``)."""
     import dataclasses
 
     from fitcalc.core.choose import engine_for, serving_context
@@ -77,9 +78,16 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
     ctx = serving_context(spec, context)
     if batch <= 0:
         raise InputError(f"--batch must be positive, got {batch}", hint="the number of concurrent sequences, e.g. 1")
+    from fitcalc.core.engines import apply_settings
+
     eng = catalog.load_engine(engine_for(spec, engine, recipe))
-    workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens)
-    prepared = prepare(spec, recipe, eng, kv_dtype)
+    applied = apply_settings(eng, Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens),
+                             settings)
+    if applied.gpu_layers is not None or applied.cpu_moe is not None:
+        raise InputError("--set n_gpu_layers / n_cpu_moe place layers and experts: fit prices the whole model on "
+                         "each GPU", hint="use `fitcalc plan MODEL --set n_gpu_layers=N` (or --gpu-layers/--cpu-moe)")
+    eng, workload = applied.engine, applied.workload
+    prepared = prepare(spec, recipe, eng, workload.kv_dtype)
     devices, notes = resolve_devices(gpus)
     results = []
     for dev, count in devices:
@@ -248,8 +256,10 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
          pp: int | None = None, ep: int | None = None, gpu_layers: int | None = None,
          cpu_moe: int | str | None = None, max_gpus: int | None = None, prompt_tokens: int | None = None,
          source: SourceKind = "auto", calibrated: bool | None = None, store: str | None = None,
-         engine_version: str | None = None):
+         engine_version: str | None = None, settings: dict[str, str] | None = None):
     """What to run MODEL with on these GPUs: placement, limits, GPUs needed, speed and engine flags.
+    ``settings``: the engine's own settings (``--set KEY=VALUE``), as ``fit`` takes them; their
+    n_gpu_layers and n_cpu_moe fix the placement like ``gpu_layers`` and ``cpu_moe``.
 
     ``ram`` defaults to the detected total; ``cpu_moe`` takes a layer count or ``all``. With no
     ``engine`` (or ``auto``) the plan uses vLLM (llama.cpp for GGUF recipes) and, when that
@@ -268,8 +278,9 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     if not gpus and not detected(notes):
         raise InputError("no GPU detected to plan for", hint="pass --gpu, e.g. --gpu rtx-4090 or --gpu h100-sxm:8")
     hw = Hardware(tuple(d for d, count in devices for _ in range(count)), host_of(ram, ram_bandwidth))
+    eng, context, batch, kv_dtype, gpu_layers, cpu_moe = _plan_settings(
+        catalog.load_engine(engine_for(spec, engine, recipe)), settings, context, batch, kv_dtype, gpu_layers, cpu_moe)
     fixed = fixed_layout(spec, tp, pp, ep, gpu_layers, cpu_moe)
-    eng = catalog.load_engine(engine_for(spec, engine, recipe))
     kwargs = dict(context=context, batch=batch, kv_dtype=kv_dtype, recipe=recipe, fixed=fixed,
                   max_gpus=DEFAULT_MAX_GPUS if max_gpus is None else max_gpus, prompt_tokens=prompt_tokens)
 
@@ -283,7 +294,7 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
         result, first_error = planned(eng), None
     except NoFitError as e:
         result, first_error = None, e
-    if (result is None or not result.fits) and tries_offload_engine(engine, eng.id, fixed, recipe):
+    if (result is None or not result.fits) and not settings and tries_offload_engine(engine, eng.id, fixed, recipe):
         fallback = catalog.load_engine(OFFLOAD_ENGINE)
         try:
             other = planned(fallback)
@@ -299,6 +310,21 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     if notes and not gpus:
         result = result.model_copy(update={"notes": [*result.notes, *notes]})
     return result
+
+
+def _plan_settings(eng, settings, context, batch, kv_dtype, gpu_layers, cpu_moe):
+    """The engine profile and plan inputs with the user's engine settings in (settings win)."""
+    if not settings:
+        return eng, context, batch, kv_dtype, gpu_layers, cpu_moe
+    from fitcalc.core.engines import apply_settings
+    from fitcalc.core.spec import Workload
+
+    ap = apply_settings(eng, Workload(context=context or 1, batch=batch, kv_dtype=kv_dtype), settings)
+    s = dict(ap.settings)
+    sets_context = any(k in s for k in ("max_model_len", "context_length", "num_ctx", "n_ctx"))
+    return (ap.engine, ap.workload.context if sets_context else context, ap.workload.batch, ap.workload.kv_dtype,
+            ap.gpu_layers if ap.gpu_layers is not None else gpu_layers,
+            ap.cpu_moe if ap.cpu_moe is not None else cpu_moe)
 
 
 def verify(model: str, device: str = "auto", layers: int | str | None = None, context: int | None = None,

@@ -58,3 +58,18 @@ def test_fit_warns_beyond_model_maximum(runner, app):
     r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--context", "256k"])
     assert r.exit_code == 0
     assert "exceeds" in r.stdout and "131,072" in r.stdout
+
+
+def test_fit_set_moves_the_verdict_and_unknown_keys_list_the_engines(runner, app):
+    # gpt-oss-120b on one H100 under vLLM at --gpu-memory-utilization 0.95 --max-num-batched-tokens 1024
+    # (vllm-project/vllm#27508): vLLM found 1.71 GiB for KV, under the 4.54 GiB a 131,072-token sequence needs.
+    args = ["fit", "gpt-oss-120b", "--gpu", "h100-sxm", "--engine", "vllm", "--context", "131072", "--json"]
+    r = runner.invoke(app, [*args, "--set", "gpu_memory_utilization=0.95", "--set", "max_num_batched_tokens=1024",
+                            "--set", "mxfp4_backend=marlin"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    doc = json.loads(r.stdout)
+    assert not doc["fits"] and 1.5 * 2**30 < doc["kv_capacity_bytes"] < 2.1 * 2**30
+    bad = runner.invoke(app, [*args, "--set", "n_ubatch=512"])
+    assert bad.exit_code == 1 and "gpu_memory_utilization" in bad.output and "Traceback" not in bad.output

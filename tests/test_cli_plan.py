@@ -91,3 +91,20 @@ def test_plan_bad_input_is_one_line(runner, app, args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle.lower() in lines[0].lower(), r.stderr
     assert "Traceback" not in r.output
+
+
+def test_plan_set_places_layers_and_moves_the_engine(runner, app):
+    # --set n_gpu_layers=10 is llama.cpp's -ngl 10: the GPU gets 10 of the 25 layer slots of gpt-oss-20b
+    # (24 layers + the output layer), as --gpu-layers 10 does.
+    r = _plan(runner, app, "gpt-oss-20b", "--gpu", "24GiB", "--ram", "64GiB", "--engine", "llama.cpp",
+              "--set", "n_gpu_layers=10", "--set", "n_ubatch=1024", "--json")
+    assert r.exit_code == 0, r.output
+    ref = _plan(runner, app, "gpt-oss-20b", "--gpu", "24GiB", "--ram", "64GiB", "--engine", "llama.cpp",
+                "--gpu-layers", "10", "--json")
+    doc, base = json.loads(r.stdout), json.loads(ref.stdout)
+    assert doc["layout"]["gpu_layers"] == base["layout"]["gpu_layers"] == 10
+    cb = [t for t in doc["placement"][0]["terms"] if t["id"] == "act.compute_buffer"][0]
+    cb0 = [t for t in base["placement"][0]["terms"] if t["id"] == "act.compute_buffer"][0]
+    assert cb["inputs"]["T"] == 1024 and cb0["inputs"]["T"] == 512
+    bad = _plan(runner, app, "gpt-oss-20b", "--gpu", "24GiB", "--engine", "llama.cpp", "--set", "max_num_seqs=4")
+    assert bad.exit_code == 1 and "n_ubatch" in bad.output

@@ -6,7 +6,8 @@ from fitcalc.edges.catalog import engine_ids, load_engine
 
 # Fields that are names or switches of the file itself, not numbers taken from outside.
 NOT_CONSTANTS = {"schema_version", "id", "display_name", "version", "aliases", "description", "sources", "flags",
-                 "flag_values", "gguf_native"}
+                 "flag_values", "gguf_native",
+                "settings"}  # settings: the names of the knobs a user may --set
 
 
 def leaves(data, prefix=""):

@@ -110,10 +110,12 @@ def test_deepseek_r1_8x80gb_does_not_hold_fp8_so_int4():
 
 def test_deepseek_r1_8x96gb_holds_fp8_with_a_shorter_context():
     # 8 x 96 GB (97,871 MiB): 0.9 x (95.6 GiB - the fitted 0.55 GiB driver reserve) = 85.5 GiB per GPU holds
-    # the ~80 GiB FP8 share, with a few GiB left for MLA KV (70,272 B per token, replicated on every rank).
+    # the ~80 GiB FP8 share, with about a GiB left for MLA KV (70,272 B per token, replicated on every rank):
+    # the profile run also holds vLLM's sampler warm-up, 1024 rows (max_num_seqs on a >= 70 GiB GPU) x
+    # 129,280 x 4 B x 9.5 = 4.7 GiB, and the CUDA graphs overflow the 10 % left outside the budget.
     plan = make_plan(load_model("deepseek-r1"), load_engine("vllm"), Hardware((dev.gh200_96gb(),) * 8), max_gpus=16)
     assert plan.fits and plan.recipe == "native" and plan.layout.tp == 8 and plan.gpus_needed == 8
-    assert 16384 <= plan.max_context < 163840
+    assert 8192 <= plan.max_context < 163840
     per_token = 61 * (512 + 64) * 2
     kv = sum(t.bytes for t in plan.placement[0].terms if t.id == "kv.mla")
     assert kv == -(-plan.context // 16) * 16 * per_token  # 16-token blocks, the whole latent on each rank

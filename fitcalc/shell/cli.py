@@ -143,6 +143,26 @@ CalibratedOpt = Annotated[Optional[bool], typer.Option(
 StoreOpt = Annotated[Optional[str], typer.Option(
     "--store", help="calibration store file (default: $FITCALC_CALIBRATION, else "
                     "$XDG_DATA_HOME/fitcalc/calibration.yaml)")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="an engine setting, KEY=VALUE, as the engine spells it (gpu_memory_utilization=0.95, "
+                  "max_num_batched_tokens=1024, max_num_seqs=256, enforce_eager=true, n_ubatch=512, parallel=4, "
+                  "flash_attn=false, swa_full=true, attn_implementation=eager ...); repeat for several. An unknown "
+                  "key lists the engine's keys")]
+
+
+def _key_values(items: list[str] | None) -> dict[str, str]:
+    """--set KEY=VALUE items as a dict; a malformed item is a one-line InputError."""
+    from fitcalc.core.errors import InputError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set gpu_memory_utilization=0.95")
+        out[key.strip()] = value.strip()
+    return out
+
+
 EngineVersionOpt = Annotated[Optional[str], typer.Option(
     "--engine-version", help="with --calibrated: the engine version family to use (0.15, b6xxx); default: the "
                              "newest stored")]
@@ -157,14 +177,14 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
         explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
         source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
-        engine_version: EngineVersionOpt = None) -> None:
+        engine_version: EngineVersionOpt = None, set_: SetOpt = None) -> None:
     """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
     from fitcalc import api
     from fitcalc.core.units import parse_count
 
     ctx = parse_count(context) if context is not None else None
     results = api.fit(model, gpu, ctx, batch, engine, kv_dtype, recipe, source=source.lower(),  # type: ignore[arg-type]
-                      calibrated=calibrated, store=store, engine_version=engine_version)
+                      calibrated=calibrated, store=store, engine_version=engine_version, settings=_key_values(set_))
     if json_out:
         _emit_json(results[0] if len(results) == 1 else results)
     else:
@@ -268,14 +288,8 @@ def reconcile(
 ) -> None:
     """Compare every memory figure an engine's log prints with fitcalc's prediction for the same settings."""
     from fitcalc import api
-    from fitcalc.core.errors import InputError
 
-    overrides: dict[str, str] = {}
-    for item in set_ or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set n_cpu_moe=99")
-        overrides[key.strip()] = value.strip()
+    overrides = _key_values(set_)
     result = api.reconcile(logfile, model=model, gpu=gpu, overrides=overrides, save=save, store=store,
                            source=source.lower())  # type: ignore[arg-type]
     if json_out:
@@ -310,7 +324,7 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
          check: Annotated[bool, typer.Option("--check", help="exit 3 unless the plan fits the GPUs given")] = False,
          explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
          source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
-         engine_version: EngineVersionOpt = None) -> None:
+         engine_version: EngineVersionOpt = None, set_: SetOpt = None) -> None:
     """What should I run? Placement per GPU, largest context and batch, GPUs needed, best recipe,
     CPU offload, expected speed and ready-to-paste engine flags."""
     from fitcalc import api
@@ -320,7 +334,7 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
     prompt_tokens = parse_count(prompt) if prompt is not None else None
     result = api.plan(model, gpu, ram, ram_bandwidth, engine, ctx, batch, kv_dtype, recipe, tp, pp, ep, gpu_layers,
                       cpu_moe, max_gpus, prompt_tokens, source=source.lower(),  # type: ignore[arg-type]
-                      calibrated=calibrated, store=store, engine_version=engine_version)
+                      calibrated=calibrated, store=store, engine_version=engine_version, settings=_key_values(set_))
     if json_out:
         _emit_json(result)
     else:

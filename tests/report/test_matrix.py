@@ -161,3 +161,29 @@ def test_model_path_is_relative_to_the_spec(tmp_path):
     spec = write(tmp_path, "models: [models/mine.yaml]\ngpus: [24GiB]\ncontexts: [8192]\n")
     (r,) = api.report(spec).scenarios
     assert r.model == "models/mine.yaml" and r.fit.model == "gpt-oss-20b"
+
+
+def test_engine_settings_match_fit_with_set(tmp_path):
+    """defaults.engine_settings and a scenario's settings give what `fitcalc fit --set` gives."""
+    spec = write(tmp_path, "defaults:\n  context: 131072\n  engine_settings:\n"
+                           "    vllm: {gpu_memory_utilization: 0.95, max_num_batched_tokens: 1024}\n"
+                           "scenarios:\n"
+                           "  - {name: a, model: gpt-oss-120b, gpu: h100-sxm, engine: vllm}\n"
+                           "  - {name: b, model: gpt-oss-120b, gpu: h100-sxm, engine: vllm,"
+                           " settings: {mxfp4_backend: marlin}}\n")
+    _, _, rep = build_report(spec)
+    base = {"gpu_memory_utilization": "0.95", "max_num_batched_tokens": "1024"}
+    for r, extra in zip(rep.scenarios, ({}, {"mxfp4_backend": "marlin"})):
+        (ref,) = api.fit("gpt-oss-120b", ["h100-sxm"], 131072, 1, "vllm", settings={**base, **extra})
+        assert r.fit.required_bytes == ref.required_bytes and r.fit.kv_capacity_bytes == ref.kv_capacity_bytes
+    assert rep.scenarios[0].fit.required_bytes != rep.scenarios[1].fit.required_bytes
+
+
+def test_engine_settings_unknown_key_is_one_line(tmp_path):
+    from fitcalc.core.errors import InputError
+
+    spec = write(tmp_path, "defaults:\n  context: 4096\nscenarios:\n"
+                           "  - {name: a, model: gpt-oss-20b, gpu: 24GiB, engine: llama.cpp, settings: {ubatch: 9}}\n")
+    with pytest.raises(InputError) as e:
+        build_report(spec)
+    assert "n_ubatch" in e.value.one_line()

@@ -141,23 +141,191 @@ def logits_draft(arch: Architecture, engine: EngineProfile, rows: int) -> Draft:
     return ("act.logits", n, build)
 
 
+def uses_eager_attention(arch: Architecture, engine: EngineProfile) -> bool:
+    """Eager attention: the engine's rule, or an architecture the engine always runs eagerly
+    (transformers: gpt-oss declares ``_supports_sdpa = False`` for its attention sinks)."""
+    w = engine.working
+    return w.attention == "eager" or arch.family in w.eager_model_types
+
+
 def eager_attention_draft(arch: Architecture, engine: EngineProfile, q_tokens: int, kv_tokens: int,
                           batch: int) -> Draft | None:
-    """Eager attention materialises heads × q × k fp32 scores for one layer; flash does not."""
-    if engine.working.attention != "eager":
+    """[term: act.attention] Eager attention materialises the [B, heads, q, k] score matrix of one
+    layer; FlashAttention and SDPA's fused kernels do not.
+
+        B × n_heads × q × k × b_s × copies  +  B × q × k × 2 (the additive causal mask, bf16)
+    where  b_s     bytes of one score (engine: eager_score_bytes)
+           copies  score tensors alive together at the peak (engine: eager_score_copies)
+    Source: transformers models/gpt_oss/modeling_gpt_oss.py eager_attention_forward (4.55 .. 5.x):
+    scores, scores + mask, cat(sinks) and its max-shifted copy, softmax: three bf16 copies alive
+    together; integrations/sdpa_attention.py never builds them. Checked by
+    tests/estimate/test_engine_logs.py::test_transformers_gpt_oss_eager_16k_h200_does_not_fit.
+    """
+    if not uses_eager_attention(arch, engine):
         return None
+    w = engine.working
     nh = arch.num_attention_heads
-    n = batch * nh * q_tokens * kv_tokens * 4
+    scores = batch * nh * q_tokens * kv_tokens
+    mask = batch * q_tokens * kv_tokens * 2
+    n = int(scores * w.eager_score_bytes * w.eager_score_copies) + mask
+    why = ("the engine runs this architecture eagerly" if w.attention != "eager" else "eager attention")
 
     def build() -> Term:
         return make_term("act.attention", "attention scores (eager)", n, kind="derived", band=0.1,
-                         formula="B × n_heads × q × k × 4",
-                         inputs={"B": batch, "n_heads": nh, "q": q_tokens, "k": kv_tokens},
-                         explain=f"act.attention: {batch} × {nh} heads × {q_tokens:,} × {kv_tokens:,} × 4 B = {n:,} B",
-                         sources=("eager softmax(QK^T) keeps an fp32 [B, heads, q, k] tensor; FlashAttention "
-                                  "(Dao et al. 2022) never materialises it",))
+                         formula="B × n_heads × q × k × b_s × copies + B × q × k × 2",
+                         inputs={"B": batch, "n_heads": nh, "q": q_tokens, "k": kv_tokens,
+                                 "b_s": w.eager_score_bytes, "copies": w.eager_score_copies},
+                         explain=f"act.attention ({why}): {batch} × {nh} heads × {q_tokens:,} × {kv_tokens:,} × "
+                                 f"{w.eager_score_bytes} B × {w.eager_score_copies:g} + mask {mask:,} B = {n:,} B",
+                         sources=("transformers eager_attention_forward (modeling_gpt_oss.py, models' eager paths): "
+                                  "the score matrix and its softmax are materialised; FlashAttention (Dao et al. "
+                                  "2022) and fused SDPA never hold them",
+                                  f"engine_profiles/{engine.id}.yaml: working.eager_score_copies"))
 
     return ("act.attention", n, build)
+
+
+def moe_workspace_draft(arch: Architecture, engine: EngineProfile, tokens: int, tp: int = 1) -> Draft | None:
+    """[term: act.moe_workspace] The MoE layer's working set where the engine runs it as one kernel
+    over all token-expert pairs (S = M × k), per rule:
+
+        fused       M × k × (max(2 I / TP, H) + I / TP) × b,   M = min(T, moe_chunk_tokens)
+        grouped_mm  S × (H + max(3 I, 3 H)) × b
+        batched_mm  S × (H + 3 I + 3 H + 3 I × H) × b
+    where  k  experts per token;  I  moe_intermediate_size;  H  hidden_size;  b  activation bytes
+    Sources: vllm/model_executor/layers/fused_moe/fused_moe.py fused_experts_impl (0.9 .. 0.19):
+    cache13 = empty(M * topk * max(N, K)) holds the gate_up output [M, k, N = 2 I] and, reused,
+    the down output [M, k, K = H]; intermediate_cache2 = empty(M * topk, N // 2); M is
+    min(tokens, VLLM_FUSED_MOE_CHUNK_SIZE = 32768). transformers 5.x integrations/moe.py
+    grouped_mm_experts_forward (the default experts_implementation on CUDA with torch >= 2.9): the
+    sorted inputs [S, H] stay referenced while the gate_up output [S, 2 I] and its activation [S, I]
+    are alive, then the down output, its weighted copy and the reordered copy [S, H] each;
+    batched_mm_experts_forward also gathers each pair's gate_up [2 I, H] and down [H, I] weights.
+    """
+    rule = engine.working.moe_workspace
+    if rule == "none" or arch.moe is None:
+        return None
+    m = arch.moe
+    k, h, b = m.experts_per_token, arch.hidden_size, engine.working.activation_bytes
+    i = -(-m.moe_intermediate_size // tp)
+    if rule == "fused":
+        rows = min(tokens, engine.working.moe_chunk_tokens)
+        per = max(2 * i, h) + i
+        formula, src = "M × k × (max(2 I / TP, H) + I / TP) × b", "vllm fused_moe.fused_experts_impl (cache13, cache2)"
+    elif rule == "grouped_mm":
+        rows, per = tokens, h + max(3 * i, 3 * h)
+        formula, src = "S × (H + max(3 I, 3 H)) × b", "transformers 5.x integrations/moe.py grouped_mm_experts_forward"
+    else:
+        rows, per = tokens, h + 3 * i + 3 * h + 3 * i * h
+        formula, src = "S × (H + 3 I + 3 H + 3 I × H) × b", "transformers 5.x integrations/moe.py batched_mm_experts_forward"
+    n = rows * k * per * b
+
+    def build() -> Term:
+        # the fused caches are read off the code; the transformers paths are not measured yet
+        return make_term("act.moe_workspace", f"MoE working set ({rule})", n, kind="derived",
+                         band=0.1 if rule == "fused" else 0.2,
+                         formula=formula,
+                         inputs={"M": rows, "k": k, "I": m.moe_intermediate_size, "H": h, "TP": tp, "b": b},
+                         explain=f"act.moe_workspace ({rule}): {rows:,} tokens × k {k} × {per:,} × {b} B = {n:,} B",
+                         sources=(src,))
+
+    return ("act.moe_workspace", n, build)
+
+
+def sampler_draft(arch: Architecture, engine: EngineProfile, rows: int, forward_bytes: int) -> Draft:
+    """[term: act.logits] vLLM's profile run: the sampler warm-up after the dummy forward.
+
+        max(0, R × V × 4 × s − F)
+    where  R  rows: min(max_num_seqs, max_num_batched_tokens)  V  vocab_size
+           s  the warm-up's peak in fp32 copies of the logits (engine: working.sampler_copies)
+           F  the forward pass's working memory (the other act.* terms): the profile's torch peak is
+              the larger of the two phases, so this term is what the sampler adds above the forward
+    s = 9.5 from the code (vLLM 0.9 .. 0.19): the bf16 logits (0.5) stay referenced by
+    gpu_model_runner._dummy_sampler_run while sampler.py makes an fp32 copy (1); the dummy metadata
+    sets top_k = V - 1 and top_p = 0.99, so topk_topp_sampler.apply_top_k_top_p sorts every row:
+    sorted values (1) and int64 indices (2), and PyTorch's segmented sort (aten SortStable.cu
+    segmented_sort_pairs) holds int64 source indices (2) and cub's alternate key (1) and value (2)
+    buffers while it runs. Checked by tests/estimate/test_engine_logs.py (gpt-oss-120b on one H100,
+    vllm#23278 and #27508; Llama-3.1-8B and Qwen3-8B on an A100 40GB).
+    """
+    v = arch.vocab_size
+    s = engine.working.sampler_copies or 1.0
+    peak = int(rows * v * 4 * s)
+    n = max(0, peak - forward_bytes)
+
+    def build() -> Term:
+        return make_term("act.logits", "sampler warm-up (logits, sort)", n, kind="derived", band=0.1,
+                         formula="max(0, R × V × 4 × s − F)",
+                         inputs={"R": rows, "V": v, "s": s, "F": forward_bytes},
+                         explain=f"act.logits: sampler peak R {rows:,} × V {v:,} × 4 B × {s:g} = {peak:,} B; "
+                                 f"above the forward's {forward_bytes:,} B by {n:,} B",
+                         sources=("vllm/v1/worker/gpu_model_runner.py profile_run/_dummy_sampler_run, "
+                                  "vllm/v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p (0.9 .. 0.19); "
+                                  "pytorch aten/src/ATen/native/cuda/SortStable.cu segmented_sort_pairs",
+                                  f"engine_profiles/{engine.id}.yaml: working.sampler_copies"))
+
+    return ("act.logits", n, build)
+
+
+def capture_sizes(engine: EngineProfile, max_num_seqs: int, chunk: int) -> tuple[int, int]:
+    """(piecewise graphs, full decode graphs) vLLM captures.
+
+    Sizes: [1, 2, 4] + range(8, 256, 8) + range(256, max + 1, 16), max = max_cudagraph_capture_size
+    (default min(2 × max_num_seqs, 512)), none above max_num_batched_tokens; FULL decode graphs
+    only for sizes ≤ max_num_seqs. Source: vllm/config/vllm.py _set_cudagraph_sizes and
+    compilation.py (0.11 .. 0.19; "Profiling CUDA graph memory: PIECEWISE=51 (largest=512),
+    FULL=35 (largest=256)" in a 0.19.1 log at max_num_seqs 256). vLLM 0.9/0.10 (rule "0.9"):
+    [1, 2, 4] + range(8, 513, 8), piecewise graphs only.
+    """
+    o = engine.overhead
+    if o.cudagraph_sizes_rule == "0.9":  # vLLM 0.9/0.10 compilation.py: 512 whatever max_num_seqs
+        top = o.cudagraph_max_capture_size or 512
+        sizes = [1, 2, 4] + list(range(8, 513, 8))
+    else:
+        top = o.cudagraph_max_capture_size or min(2 * max_num_seqs, 512)
+        sizes = [1, 2, 4] + list(range(8, 256, 8)) + list(range(256, top + 1, 16))
+    sizes = [x for x in sizes if x <= top and x <= max(chunk, 1)]
+    mode = o.cudagraph_mode
+    if mode == "none":
+        return 0, 0
+    full = [x for x in sizes if x <= max_num_seqs] if mode == "full_and_piecewise" else []
+    return len(sizes), len(full)
+
+
+def cuda_graphs_draft(arch: Architecture, engine: EngineProfile, max_num_seqs: int, chunk: int) -> Draft | None:
+    """[term: overhead.cuda_graphs] vLLM's CUDA graphs, per captured graph:
+
+        (n_piecewise + n_full) × H × c
+    where  n_*  graphs captured (capture_sizes)   H  hidden_size
+           c    bytes per graph and hidden unit (engine: cudagraph_bytes_per_hidden)
+    c = 8,100 B, fitted on two logs of Qwen3-8B (H 4096) on an A100 40GB (vLLM 0.9.2: 67 piecewise
+    graphs, 2.24 GiB -> 8,764 B; 0.19.1: 51 + 35 graphs, 2.44 GiB -> 7,438 B); held out:
+    Qwen3-30B-A3B-FP8 (H 2048, 48 layers against 36) on a GB10 (0.13.0, 51 + 35 graphs): 1.33 GiB
+    predicted, 1.28 GiB logged. The layer count does not enter: the held-out log, with a third more
+    layers and half the width, took half the memory per graph.
+    """
+    n_pw, n_full = capture_sizes(engine, max_num_seqs, chunk)
+    c = engine.overhead.cudagraph_bytes_per_hidden
+    graphs = n_pw + n_full
+    h = arch.hidden_size
+    n = int(graphs * h * c)
+    if n <= 0:
+        return None
+    where = "inside" if engine.overhead.cuda_graphs_in_budget else "outside"
+
+    def build() -> Term:
+        return make_term("overhead.cuda_graphs", "CUDA graphs", n, kind="calibrated", band=0.15,
+                         formula="(n_piecewise + n_full) × H × c",
+                         inputs={"n_piecewise": n_pw, "n_full": n_full, "H": h, "c": c,
+                                 "mode": engine.overhead.cudagraph_mode},
+                         explain=f"overhead.cuda_graphs: ({n_pw} piecewise + {n_full} full graphs) × "
+                                 f"H {h} × {c:g} B = {n:,} B ({where} the "
+                                 f"{engine.overhead.memory_fraction_name or 'memory'} budget)",
+                         sources=("vllm/v1/worker/gpu_model_runner.py capture_model; vllm/config/vllm.py "
+                                  "_set_cudagraph_sizes",
+                                  f"engine_profiles/{engine.id}.yaml: overhead.cudagraph_bytes_per_hidden"))
+
+    return ("overhead.cuda_graphs", n, build)
 
 
 def dequant_scratch_draft(largest_packed_matrix: int, engine: EngineProfile) -> Draft | None:
@@ -177,13 +345,19 @@ def dequant_scratch_draft(largest_packed_matrix: int, engine: EngineProfile) -> 
 
 
 def compute_buffer_draft(arch: Architecture, engine: EngineProfile, tokens: int, kv_cells: int,
-                         batch: int, output: bool = True) -> Draft:
-    """llama.cpp's compute buffer: the worst-case graph of one ubatch, f32 intermediates.
+                         batch: int, output: bool = True, layers: bool = True) -> Draft:
+    """[term: act.compute_buffer] llama.cpp's compute buffer on one device: the worst-case graph of
+    one ubatch, f32 intermediates, for the nodes that device runs.
 
-    buffer = mask + max(layer working set, output logits) + scheduler extra
+    buffer = [layers] mask + max([layers] layer working set, [output] output logits) + scheduler extra
     where  mask     T × kv_cells × 2 (f16 KQ mask, alive for the whole graph)
            layer    T × (3 H + max(3 I_eff, A)) × 4, plus n_heads × T × kv_cells × 4 without flash attention
-           output   T × V × 4 (logits of every ubatch token in the reserve graph)
+           output   R × V × 4: R = T (llama.cpp graph_reserve: n_outputs = n_tokens of the ubatch) or
+                    R = parallel sequences (Ollama's Go engine, runner/ollamarunner/runner.go
+                    reserveWorstCaseGraph: batch.Outputs = Empty(I32, s.parallel), until v0.30)
+    A device that holds no repeating layer (``-ngl`` below the layer count puts the first layers on
+    the CPU; ``-ngl 0`` none) has no layer working set nor mask: the scheduler (ggml-backend.cpp
+    ggml_backend_sched_split_graph) allocates a node's output on the backend that runs it.
     No closed form is published (facts: gguf-parser-go mirrors the allocator instead); checked
     against llama.cpp logs with a 30% band (tests/estimate/test_engines_logs.py).
     """
@@ -192,18 +366,20 @@ def compute_buffer_draft(arch: Architecture, engine: EngineProfile, tokens: int,
     a = attention_width_per_token(arch)
     h, v = arch.hidden_size, arch.vocab_size
     b = w.activation_bytes
-    mask = tokens * kv_cells * 2
-    layer = tokens * int(w.hidden_copies * h + max(w.mlp_copies * i_eff, a)) * b
-    if w.attention == "eager":
+    mask = tokens * kv_cells * 2 if layers else 0
+    layer = tokens * int(w.hidden_copies * h + max(w.mlp_copies * i_eff, a)) * b if layers else 0
+    if layers and uses_eager_attention(arch, engine):
         layer += arch.num_attention_heads * tokens * kv_cells * 4
-    logits = tokens * v * 4 if output else 0  # only the device that holds the output layer
+    rows = batch if w.logits_rows == "batch" else tokens
+    logits = rows * v * 4 if output else 0  # only the device that holds the output layer
     n = mask + max(layer, logits) + w.graph_compute_extra_bytes
 
     def build() -> Term:
         return make_term(
             "act.compute_buffer", "compute buffer (worst-case graph)", n, kind="heuristic", band=0.3,
-            formula="T × cells × 2 + max(T × (3H + max(3 I_eff, A)) × 4, T × V × 4) + extra",
-            inputs={"T": tokens, "cells": kv_cells, "H": h, "I_eff": i_eff, "A": a, "V": v},
+            formula="[layers] T × cells × 2 + max([layers] T × (3H + max(3 I_eff, A)) × 4, [output] R × V × 4) + extra",
+            inputs={"T": tokens, "cells": kv_cells, "H": h, "I_eff": i_eff, "A": a, "V": v, "R": rows,
+                    "layers": str(layers), "output": str(output)},
             explain=f"act.compute_buffer: mask {mask:,} + max(layer {layer:,}, output {logits:,}) + "
                     f"{w.graph_compute_extra_bytes:,} = {n:,} B",
             sources=("llama.cpp graph reserve with n_ubatch tokens; calibrated on ik_llama.cpp#822 (456.98 MiB) "

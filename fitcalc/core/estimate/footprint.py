@@ -222,7 +222,7 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
     """weights.<group> for the groups this share holds; ``device`` None: the host (no repack,
     no parallel split)."""
     out: list[Draft] = []
-    repack = p.engine.weights.mxfp4_repack_factor_without_native if device is not None else 1.0
+    repack = p.engine.mxfp4_repack_factor() if device is not None else 1.0
     native_fp4 = device is not None and "mxfp4" in device.native_formats
     n = p.table.n_layers if p.table is not None else 0
     table = rank_table(p, share)
@@ -261,13 +261,14 @@ def _build_weight_drafts(p: Prepared, device: Device | None, share: Share) -> li
         if repack > 1.0 and not native_fp4 and "mxfp4" in formats:
             grown = int(formats["mxfp4"] * repack)
             n_rep = nbytes - formats["mxfp4"] + grown
+            backend = f", {p.engine.weights.mxfp4_backend} MoE backend" if p.engine.weights.mxfp4_backend else ""
             why = ("device has no native MXFP4" if not device.is_budget  # type: ignore[union-attr]
                    else "a raw budget: native FP4 unknown, assumed absent")
             term = make_term(t.id, term.label + " (repacked)", n_rep, kind="engine_constant", band=0.05,
                              formula=term.formula + f"; MXFP4 part × {repack} repack factor",
                              inputs={**term.inputs, "repack_factor": repack},
                              explain=term.explain + f"\n    resident: MXFP4 part {formats['mxfp4']:,} B × {repack} "
-                                                    f"({p.engine.display_name}, {why}) → {n_rep:,} B",
+                                                    f"({p.engine.display_name}{backend}, {why}) → {n_rep:,} B",
                              sources=(*term.sources, f"engine_profiles/{p.engine.id}.yaml: weights"))
             nbytes = n_rep
         div, how = (share.ep, "EP") if (g.name == "experts" and share.ep > 1) else (share.tp, "TP")
@@ -317,6 +318,8 @@ def chunk_tokens(p: Prepared, device: Device | None, workload: Workload) -> int:
     w = p.engine.working
     if workload.chunk_tokens is not None:
         return workload.chunk_tokens
+    if p.engine.overhead.memory_fraction_rule == "sglang" and device is not None and not device.is_budget:
+        return ovh.sglang_defaults(device.memory_bytes)[0]
     if (device is not None and w.large_gpu_chunk_tokens is not None and w.large_gpu_min_bytes is not None
             and device.memory_bytes >= w.large_gpu_min_bytes):
         return w.large_gpu_chunk_tokens
@@ -369,41 +372,112 @@ def drafts(p: Prepared, device: Device, workload: Workload, tp: int = 1, share: 
     computes = share.layers is None or bool(share.layers) or share.head
     out += _kv_drafts(p, share, workload, chunk)
     a = p.arch
-    e = p.engine
-    prompt = workload.prompt_tokens or workload.context
     if a is not None and computes:
-        has_layers = share.layers is None or bool(share.layers)
-        tokens = act.forward_tokens(e, chunk, prompt, workload.batch)
-        large = (e.working.large_gpu_min_bytes is not None and device.memory_bytes >= e.working.large_gpu_min_bytes)
-        if e.working.model == "graph_reserve":
-            out.append(act.compute_buffer_draft(a, e, tokens, _kv_cells(p, workload), workload.batch,
-                                                output=share.head))
-        else:
-            if has_layers:
-                out.append(act.prefill_draft(a, e, tokens, share.tp, _widths(p)))
-            if share.head and p.include_embeddings:  # a stack without lm_head computes no logits (verify)
-                rows = act.logits_rows(e, workload.batch, tokens, large)
-                out.append(act.logits_draft(a, e, rows))
-            if has_layers:
-                moe_here = a.moe is not None and (share.layers is None or bool(
-                    share.layers - frozenset(a.dense_layer_indices())))
-                for extra in ((act.moe_routing_draft(a, tokens) if moe_here else None),
-                              act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
-                              act.dequant_scratch_draft(largest_packed(p, share), e)):
-                    if extra is not None:
-                        out.append(extra)
+        out += _working_drafts(p, device, workload, share, chunk)
     allocated = sum(d[1] for d in out[n_weights:])
-    slack = ovh.allocator_slack_draft(e, allocated, weights=sum(d[1] for d in out[:n_weights]))
+    slack = ovh.allocator_slack_draft(p.engine, allocated, weights=sum(d[1] for d in out[:n_weights]))
     if slack is not None:
         out.append(slack)
-    out += _overhead_drafts(p, device, share)
+    out += _graph_drafts(p, device, workload, share, chunk, _overhead_drafts(p, device, share))
     scales = p.scales_for(device)
     if scales:
         out = [_scaled(d, scales) for d in out]
     return out
 
 
-def _widths(p: Prepared) -> tuple[int, str, int]:
+def _working_drafts(p: Prepared, device: Device, workload: Workload, share: Share, chunk: int) -> list[Draft]:
+    """act.* terms of one device: the engine's compute buffer, or the forward pass's terms and the
+    logits (vLLM: the sampler warm-up's peak above the forward's)."""
+    a, e = p.arch, p.engine
+    assert a is not None
+    prompt = workload.prompt_tokens or workload.context
+    has_layers = share.layers is None or bool(share.layers)
+    tokens = act.forward_tokens(e, chunk, prompt, workload.batch)
+    if e.working.model == "graph_reserve":
+        return [act.compute_buffer_draft(a, e, tokens, _kv_cells(p, workload), workload.batch, output=share.head,
+                                         layers=has_layers)]
+    out: list[Draft] = []
+    if has_layers:
+        moe_here = a.moe is not None and (share.layers is None or bool(
+            share.layers - frozenset(a.dense_layer_indices())))
+        fused = act.moe_workspace_draft(a, e, tokens, share.tp) if moe_here else None
+        out.append(act.prefill_draft(a, e, tokens, share.tp, _widths(p, fused is not None)))
+        for extra in ((act.moe_routing_draft(a, tokens) if moe_here else None), fused,
+                      act.eager_attention_draft(a, e, min(tokens, prompt), workload.context, workload.batch),
+                      act.dequant_scratch_draft(largest_packed(p, share), e)):
+            if extra is not None:
+                out.append(extra)
+    if share.head and p.include_embeddings:  # a stack without lm_head computes no logits (verify)
+        rows = _logits_rows(p, device, workload, tokens)
+        if e.working.sampler_copies is not None:
+            out.append(act.sampler_draft(a, e, rows, sum(d[1] for d in out)))
+        else:
+            out.append(act.logits_draft(a, e, rows))
+    return out
+
+
+def _max_num_seqs(p: Prepared, device: Device, workload: Workload) -> int:
+    e = p.engine
+    large = e.working.large_gpu_min_bytes is not None and device.memory_bytes >= e.working.large_gpu_min_bytes
+    return act.logits_rows(e, workload.batch, 0, large) if not isinstance(e.working.logits_rows, str) else workload.batch
+
+
+def _logits_rows(p: Prepared, device: Device, workload: Workload, tokens: int) -> int:
+    e = p.engine
+    large = e.working.large_gpu_min_bytes is not None and device.memory_bytes >= e.working.large_gpu_min_bytes
+    rows = act.logits_rows(e, workload.batch, tokens, large)
+    return min(rows, tokens) if e.working.logits_rows_capped_by_chunk and tokens > 0 else rows
+
+
+def _graph_drafts(p: Prepared, device: Device, workload: Workload, share: Share, chunk: int,
+                  overhead: list[Draft]) -> list[Draft]:
+    """The overhead terms, with CUDA graphs priced per capture size where the engine says so. Graphs
+    captured after the KV cache is sized come out of the engine's reserve (vLLM 0.9 .. 0.19 by
+    default): the reserve term keeps only what the graphs leave of it."""
+    e = p.engine
+    if e.overhead.cuda_graphs_model != "per_capture" or p.arch is None or device.is_host:
+        return overhead
+    g = act.cuda_graphs_draft(p.arch, e, _max_num_seqs(p, device, workload), chunk)
+    if g is None:
+        return overhead
+    out = []
+    for d in overhead:
+        if d[0] == "overhead.engine_reserve" and not e.overhead.cuda_graphs_in_budget:
+            d = _reserve_less_graphs(d, g[1])
+        out.append(d)
+    return [g, *out]
+
+
+def _reserve_less_graphs(d: Draft, graphs: int) -> Draft:
+    tid, n, build = d
+    m = max(0, n - graphs)
+
+    def rebuilt(build=build) -> Term:
+        t = build()
+        return t.model_copy(update={"bytes": m, "inputs": {**t.inputs, "cuda_graphs": graphs},
+                                    "explain": t.explain + f"\n    − CUDA graphs {graphs:,} B, captured after the KV "
+                                                           f"cache is sized, out of this share → {m:,} B"})
+
+    return (tid, m, rebuilt)
+
+
+def _widths(p: Prepared, fused_moe: bool = False) -> tuple[int, str, int]:
+    """(I_eff, how, A) of act.prefill; with a fused-MoE workspace term the MoE part of the MLP is
+    priced there, so I_eff keeps only the dense layers' width."""
+    if fused_moe:
+        key = "widths_fused"
+        w = p._weight_cache.get(key)
+        if w is None:
+            a = p.arch
+            assert a is not None
+            dense = a.intermediate_size if (a.dense_layer_indices() and a.intermediate_size) else 0
+            w = p._weight_cache[key] = (dense, f"dense I {dense}; experts in act.moe_workspace",
+                                        act.attention_width_per_token(a))
+        return w
+    return _widths_plain(p)
+
+
+def _widths_plain(p: Prepared) -> tuple[int, str, int]:
     w = p._weight_cache.get("widths")
     if w is None:
         w = p._weight_cache["widths"] = act.widths(p.arch)  # type: ignore[arg-type]
@@ -429,7 +503,7 @@ def _overhead_drafts(p: Prepared, device: Device, share: Share) -> list[Draft]:
     if reserved is not None:
         out.append(reserved)
     usable = device.memory_bytes - (reserved[1] if reserved is not None else 0)
-    r = ovh.engine_reserve_draft(e, device, usable)
+    r = ovh.engine_reserve_draft(e, device, usable, max(1, share.tp))
     if r is not None:
         out.append(r)
     p._weight_cache[key] = out
@@ -484,7 +558,13 @@ def host_drafts(p: Prepared, share: Share, workload: Workload, any_gpu: bool = T
         tokens = act.forward_tokens(p.engine, chunk_tokens(p, None, workload), workload.prompt_tokens or workload.context,
                                     workload.batch)
         computes = bool(share.layers) or bool(share.expert_set(n))
-        out.append(act.host_compute_draft(a, p.engine, tokens, computes))
+        if len(share.layer_set(n)) == n and share.head:
+            # the CPU runs the whole graph (-ngl 0, no GPU): its buffer is the worst-case graph itself
+            full = act.compute_buffer_draft(a, p.engine, tokens, _kv_cells(p, workload), workload.batch)
+            out.append(("act.host_compute", full[1],
+                        lambda b=full[2]: b().model_copy(update={"id": "act.host_compute", "placement": "cpu"})))
+        else:
+            out.append(act.host_compute_draft(a, p.engine, tokens, computes))
         if share.head or any_gpu:
             out.append(act.host_output_draft(a, workload.batch, p.engine.working.output_embeddings))
     return out

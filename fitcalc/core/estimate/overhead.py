@@ -181,7 +181,9 @@ def engine_constant_drafts(engine: EngineProfile, tp: int = 1, device: Device | 
         _constant_draft("overhead.non_torch", "non-torch memory (NCCL, cuBLAS handles)",
                         o.non_torch_bytes_tp if multi else o.non_torch_bytes, engine,
                         "non_torch_bytes_tp" if multi else "non_torch_bytes"),
-        _constant_draft("overhead.cuda_graphs", "CUDA graphs", o.cuda_graphs_bytes, engine, "cuda_graphs_bytes"),
+        # per_capture: priced from the model and the capture sizes (activations.cuda_graphs_draft)
+        _constant_draft("overhead.cuda_graphs", "CUDA graphs", o.cuda_graphs_bytes, engine, "cuda_graphs_bytes")
+        if o.cuda_graphs_model == "constant" else None,
     ]
     return [d for d in out if d is not None]
 
@@ -211,11 +213,38 @@ def allocator_slack_draft(engine: EngineProfile, allocated: int, weights: int = 
     return ("overhead.allocator", n, build)
 
 
-def engine_reserve_draft(engine: EngineProfile, device: Device, usable: int) -> Draft | None:
+# SGLang server_args.py _handle_gpu_memory_settings (sgl-project/sglang, 2025-10): by the GPU's
+# memory in MiB, (upper bound, chunked_prefill_size, cuda_graph_max_bs at TP < 4, at TP >= 4).
+SGLANG_BANDS = ((20 * 1024, 2048, 8, 8), (35 * 1024, 2048, 24, 80), (60 * 1024, 4096, 32, 160),
+                (90 * 1024, 8192, 256, 512), (160 * 1024, 8192, 256, 512), (None, 16384, 512, 512))
+_SGLANG_SOURCE = ("sglang python/sglang/srt/server_args.py _handle_gpu_memory_settings: reserved = 512 + "
+                  "max(chunked_prefill_size, 2048) x 1.5 + cuda_graph_max_bs x 2 + tp x pp / 8 x 1024 MiB, at least "
+                  "10 GiB above 60 GiB; mem_fraction_static = round((gpu_mem - reserved) / gpu_mem, 3)")
+
+
+def sglang_defaults(memory_bytes: int, tp: int = 1) -> tuple[int, int, float]:
+    """(chunked_prefill_size, cuda_graph_max_bs, mem_fraction_static) SGLang picks for a GPU of
+    ``memory_bytes`` (nvidia-smi's total, in MiB as SGLang reads it) at tensor parallel ``tp``."""
+    mib = memory_bytes // MiB
+    chunk, max_bs = 16384, 512
+    for top, c, bs_small, bs_large in SGLANG_BANDS:
+        if top is None or mib < top:
+            chunk, max_bs = c, (bs_small if tp < 4 else bs_large)
+            break
+    reserved = 512 + max(chunk, 2048) * 1.5 + max_bs * 2 + tp / 8 * 1024
+    if mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return chunk, max_bs, round((mib - reserved) / mib, 3)
+
+
+def engine_reserve_draft(engine: EngineProfile, device: Device, usable: int, tp: int = 1) -> Draft | None:
     """What the engine leaves unused on purpose: (1 − fraction) of the usable memory (vLLM's
-    gpu_memory_utilization, SGLang's mem_fraction_static) plus a fixed margin (llama.cpp --fit,
-    Ollama's minimum)."""
+    gpu_memory_utilization, SGLang's mem_fraction_static, by default from the GPU's memory) plus a
+    fixed margin (llama.cpp --fit, Ollama's minimum)."""
     o = engine.overhead
+    if o.memory_fraction_rule == "sglang" and not device.is_budget:
+        o = o.model_copy(update={"memory_fraction": sglang_defaults(device.memory_bytes, tp)[2],
+                                 "memory_fraction_name": f"{o.memory_fraction_name} (SGLang's default for this GPU)"})
     part = int(usable * (1 - o.memory_fraction)) if o.memory_fraction is not None else 0
     n = part + o.fixed_reserve_bytes
     if n <= 0:
@@ -232,6 +261,7 @@ def engine_reserve_draft(engine: EngineProfile, device: Device, usable: int) -> 
                          inputs={"fraction": o.memory_fraction or 0.0, "usable": usable,
                                  "fixed": o.fixed_reserve_bytes},
                          explain="overhead.engine_reserve: " + " + ".join(pieces) + f" → {n:,} B",
-                         sources=(f"engine_profiles/{engine.id}.yaml: overhead",))
+                         sources=(f"engine_profiles/{engine.id}.yaml: overhead",
+                                  *((_SGLANG_SOURCE,) if engine.overhead.memory_fraction_rule == "sglang" else ())))
 
     return ("overhead.engine_reserve", n, build)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fitcalc.core.engines import EngineProfile, with_settings
+from fitcalc.core.engines import EngineProfile, apply_settings, with_settings
 from fitcalc.core.errors import FitcalcError, InputError
 from fitcalc.core.estimate import prepare
 from fitcalc.core.estimate.activations import host_output_draft
@@ -176,6 +176,18 @@ def model_by_weights(log: ParsedLog, specs: list[ModelSpec], base: EngineProfile
                   f"{err:.1%} of the {format_bytes(logged)} of weights the log prints (lines {lines})")
 
 
+def _before_0_11(family: str | None) -> bool:
+    try:
+        major, minor = (int(x) for x in (family or "").split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) < (0, 11)
+
+
+def _has_mxfp4(model: ModelSpec) -> bool:
+    return "mxfp4" in set(model.native_recipe.rules.values())
+
+
 def _kv_dtype(text: str | None) -> str | None:
     if text is None or text.lower() == "auto":
         return None
@@ -195,12 +207,33 @@ def setup(log: ParsedLog, model: ModelSpec, base: EngineProfile) -> Setup:
         assumptions.append(assumed)
     kv = _kv_dtype(st.kv_dtype)
     if log.engine == "vllm":
-        return _vllm_setup(log, st, a, base, recipe, kv, assumptions)
+        return _vllm_setup(log, st, a, base, recipe, kv, assumptions, mxfp4=_has_mxfp4(model))
     return _llama_setup(st, base, recipe, kv, assumptions)
 
 
+_VLLM_SEQS_BY_CHUNK = {2048: 256, 16384: 1024}
+
+
+def _vllm_version_rules(log: ParsedLog, engine: EngineProfile, v0: bool, eager: bool, assumptions: list[str],
+                        mxfp4: bool) -> EngineProfile:
+    """The vLLM profile as the log's version runs: 0.9/0.10 captured piecewise graphs of [1, 2, 4] +
+    range(8, 513, 8); V0 profiled no V1 sampler warm-up; the MXFP4 backend where the log says it."""
+    st = log.settings
+    if not v0 and not eager and _before_0_11(log.version_family):
+        engine = engine.model_copy(update={"overhead": engine.overhead.model_copy(
+            update={"cudagraph_mode": "piecewise", "cudagraph_sizes_rule": "0.9"})})
+    if st.mxfp4_backend is not None:
+        engine = apply_settings(engine, Workload(context=1), {"mxfp4_backend": st.mxfp4_backend}).engine
+    elif engine.weights.mxfp4_backend is not None and mxfp4:
+        assumptions.append(f"MXFP4 MoE backend not stated: {engine.weights.mxfp4_backend} (--set "
+                           "mxfp4_backend=marlin for vLLM 0.10, whose log warns of 'marlin_utils_fp4')")
+    if v0:  # the sampler warm-up peak is V1's profile_run (0.9+); V0 logs show the forward's alone
+        engine = engine.model_copy(update={"working": engine.working.model_copy(update={"sampler_copies": None})})
+    return engine
+
+
 def _vllm_setup(log: ParsedLog, st: LogSettings, a: Architecture, base: EngineProfile, recipe: str | None,
-                kv: str | None, assumptions: list[str]) -> Setup:
+                kv: str | None, assumptions: list[str], mxfp4: bool = False) -> Setup:
     """vLLM V0 and V1: the KV budget's settings, and the defaults taken for those the log omits."""
     used: dict = {}
     context = st.context
@@ -220,8 +253,18 @@ def _vllm_setup(log: ParsedLog, st: LogSettings, a: Architecture, base: EnginePr
         assumptions.append(f"gpu_memory_utilization not stated: vLLM's default {util}")
     v0 = log.vllm_generation == "v0"
     eager = bool(st.enforce_eager)
+    seqs = st.max_num_seqs
+    if seqs is None and not v0 and st.chunk is not None:
+        # vLLM picks max_num_seqs with max_num_batched_tokens by GPU class and entry point (PR #12369:
+        # API server 2048 tokens / 256 seqs, LLM class on H100-class GPUs 16384 / 1024; 8192 is both the
+        # API server's on H100 and the LLM class's elsewhere, so it says nothing)
+        seqs = _VLLM_SEQS_BY_CHUNK.get(st.chunk)
+        if seqs is not None:
+            assumptions.append(f"max_num_seqs not stated: {seqs}, vLLM's default beside the logged "
+                               f"max_num_batched_tokens {st.chunk:,}")
     engine = with_settings(base, memory_fraction=util, cuda_graphs=False if (eager or v0) else None,
-                           logits_rows=st.max_num_seqs)
+                           logits_rows=seqs)
+    engine = _vllm_version_rules(log, engine, v0, eager, assumptions, mxfp4)
     graphs_engine = None
     if v0 and not eager:
         # V0 captured its graphs after sizing the KV cache, out of the memory left unused.
@@ -271,6 +314,9 @@ def _llama_setup(st: LogSettings, base: EngineProfile, recipe: str | None, kv: s
     if st.swa_full:
         # llama.cpp --swa-full (LM Studio's default): sliding-window layers keep a full-size cache
         engine = engine.model_copy(update={"kv": engine.kv.model_copy(update={"sliding": "full"})})
+    if st.new_engine is not None and "new_engine" in base.settings:
+        # Ollama's Go engine reserves logits for `parallel` rows only (runner/ollamarunner reserveWorstCaseGraph)
+        engine = apply_settings(engine, Workload(context=1), {"new_engine": st.new_engine}).engine
     wl = Workload(context=context, batch=n_seq, kv_dtype=kv, chunk_tokens=chunk)
     used.update(n_ctx=n_ctx, n_seq_max=n_seq, context=context, n_ubatch=chunk,
                 flash_attn=fa if fa is not None else base.working.attention == "flash",
@@ -290,6 +336,8 @@ class Split:
     cpu_weights: int
     gpu_layer_share: dict  # layer kind -> (layers on GPU, layers of that kind)
     note: str
+    gpu_share: object = None  # fitcalc.core.estimate.placement.Share of the GPU
+    host_share: object = None  # and of the host
 
 
 def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, n_cpu_moe: int,
@@ -327,7 +375,8 @@ def llama_split(model: ModelSpec, recipe: str | None, n_gpu_layers: int | None, 
     for kind in set(kinds):
         total = sum(1 for k in kinds if k == kind)
         share[kind] = (sum(1 for i, k in enumerate(kinds) if k == kind and i in gpu_layers), total)
-    return Split(gpu_weights=gpu, cpu_weights=cpu, gpu_layer_share=share, note=note)
+    return Split(gpu_weights=gpu, cpu_weights=cpu, gpu_layer_share=share, note=note, gpu_share=gpu_share,
+                 host_share=host_share)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,10 +465,11 @@ def _llama_row(f: Figure, fit: FitResult, split: Split, model: ModelSpec, setup_
         return _row(f, row_id, label, pred, ids, calibratable=True)
     if f.what == "compute_buffer":
         if host:
-            return _row(f, None, label + " (host)", None, [], calibratable=False,
-                        note="fitcalc does not model the host-side compute buffer")
-        total, ids = _sum(fit, prefixes)
-        return _row(f, row_id, label, total, ids, calibratable=True)
+            return _host_compute_row(f, label, model, setup_, split)
+        gpu_fit = _share_footprint(model, setup_, split, fit)
+        total, ids = _sum(gpu_fit, prefixes)
+        return _row(f, row_id, label, total, ids, calibratable=True,
+                    note=None if split.gpu_share is None else f"priced for what the GPU runs: {split.note}")
     if f.what == "output_buffer":
         a = model.architecture
         assert a is not None
@@ -435,10 +485,36 @@ def _llama_row(f: Figure, fit: FitResult, split: Split, model: ModelSpec, setup_
     return _row(f, None, label, None, [], calibratable=False, note="fitcalc has no term for it")
 
 
+def _host_compute_row(f: Figure, label: str, model: ModelSpec, setup_: Setup, split: Split) -> ReconcileRow:
+    """The host's compute buffer (CUDA_Host, CPU): act.host_compute for what the host runs."""
+    from fitcalc.core.estimate.footprint import host_drafts
+
+    if split.host_share is None:
+        return _row(f, None, label + " (host)", None, [], calibratable=False, note="no host share known")
+    p = prepare(model, setup_.recipe, setup_.engine, setup_.kv_dtype)
+    (_, n, build), = [d for d in host_drafts(p, split.host_share, setup_.workload)  # type: ignore[arg-type]
+                      if d[0] == "act.host_compute"]
+    return _row(f, "act.host_compute", label + " (host)", n, ["act.host_compute"], calibratable=False,
+                note=build().explain)
+
+
+def _share_footprint(model: ModelSpec, setup_: Setup, split: Split, fit: FitResult):
+    """The GPU's footprint for the layers it holds (llama.cpp -ngl / --n-cpu-moe); ``fit`` when the
+    GPU holds everything."""
+    from fitcalc.core.estimate import estimate
+
+    if split.gpu_share is None or split.gpu_share.all_layers and split.gpu_share.head:
+        return fit
+    p = prepare(model, setup_.recipe, setup_.engine, setup_.kv_dtype)
+    return estimate(p, Device.from_budget(1 << 50), setup_.workload, share=split.gpu_share)  # type: ignore[arg-type]
+
+
 def _vllm_row(f: Figure, fit: FitResult, graphs_fit: FitResult | None) -> ReconcileRow:
     row_id, label, prefixes = FIGURE_TERMS[(f.what, None)]
     if f.what == "kv_capacity":
-        return _row(f, row_id, label, fit.kv_capacity_bytes, [t.id for t in fit.terms], calibratable=False,
+        # unclamped: vLLM prints a negative figure when the other terms overrun its budget
+        left = fit.available_bytes - (fit.required_bytes - sum(t.bytes for t in fit.terms if t.id.startswith("kv.")))
+        return _row(f, row_id, label, left, [t.id for t in fit.terms], calibratable=False,
                     note="what is left of the memory budget after every other term (derived)")
     if f.what == "kv_capacity_tokens":
         return _row(f, row_id, label, fit.kv_capacity_tokens, [], calibratable=False,

@@ -75,6 +75,8 @@ class LogSettings(BaseModel):
     pp: int | None = None
     gpu_memory_utilization: float | None = None
     enforce_eager: bool | None = None
+    mxfp4_backend: str | None = None
+    new_engine: bool | None = None  # Ollama: the Go engine (runner/ollamarunner) wrote the lines, not llama.cpp  # vLLM on GPUs without native FP4: marlin (0.10) or triton (0.11+)
     flash_attn: bool | None = None
     n_gpu_layers: int | None = None  # llama.cpp: layers offloaded, output layer counted (offloaded X/Y)
     n_cpu_moe: int | None = None  # llama.cpp --n-cpu-moe: leading layers whose experts stay on the CPU

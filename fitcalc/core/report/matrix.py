@@ -56,6 +56,22 @@ class Case:
     recipe: str
     kv_dtype: str
     prompt_tokens: int | None
+    # engine id -> settings (defaults.engine_settings, a scenario's own settings over them for its engine
+    # under the key "*"): applied once the engine is resolved (fitcalc.core.engines.apply_settings)
+    settings: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+
+
+def _case_settings(defaults: dict, own: dict | None = None) -> tuple:
+    out = [(eid, tuple(sorted(v.items()))) for eid, v in sorted(defaults.items())]
+    if own:
+        out.append(("*", tuple(sorted(own.items()))))
+    return tuple(out)
+
+
+def settings_for(c: Case, engine_id: str) -> dict[str, object]:
+    """The settings ``c`` gives its resolved engine: the defaults' for that engine, then its own."""
+    table = dict(c.settings)
+    return {**dict(table.get(engine_id, ())), **dict(table.get("*", ()))}
 
 
 def case_name(model: str, gpu: str, context: int, batch: int, engine: str, recipe: str, kv_dtype: str) -> str:
@@ -125,13 +141,14 @@ def expand(spec: ReportSpec, *, yes: bool = False) -> list[Case]:
                                                             a["gpus"], a["batches"], a["contexts"]):
             mt, gt = model_text(m), gpu_text(g)
             cases.append(Case(case_name(mt, gt, ctx, batch, engine, recipe, kv), "matrix", mt, model_source(m), gt,
-                              ctx, batch, engine, recipe, kv, d.prompt_tokens))
+                              ctx, batch, engine, recipe, kv, d.prompt_tokens, _case_settings(d.engine_settings)))
     for s in spec.scenarios:
         ctx = s.context if s.context is not None else d.context
         assert ctx is not None  # ReportSpec's validator guarantees one of them
         cases.append(Case(s.name, "scenario", model_text(s.model), model_source(s.model), gpu_text(s.gpu), ctx,
                           s.batch or d.batch, s.engine or d.engine, s.recipe or d.recipe, s.kv_dtype or d.kv_dtype,
-                          s.prompt_tokens if s.prompt_tokens is not None else d.prompt_tokens))
+                          s.prompt_tokens if s.prompt_tokens is not None else d.prompt_tokens,
+                          _case_settings(d.engine_settings, s.settings)))
     names = set()
     for c in cases:
         if c.name in names:
@@ -339,10 +356,10 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
         device, count = dev
         kv = None if c.kv_dtype == "auto" else c.kv_dtype
         recipe = None if c.recipe == "native" else c.recipe
-        pkey = (mkey, c.recipe, c.engine, c.kv_dtype)
+        pkey = (mkey, c.recipe, c.engine, c.kv_dtype, c.settings)
         p = prepared.get(pkey)
         if p is None:
-            engine = resolver.engine(spec, c.recipe, c.engine)
+            engine = _with_settings(resolver.engine(spec, c.recipe, c.engine), c)
             try:
                 p = prepare(spec, recipe, engine, kv)
             except InputError as e:
@@ -367,6 +384,23 @@ def evaluate(cases: list[Case], resolver: Resolver, progress: Progress | None = 
         progress(total, total)
     notes = [f"left out {n:,} matrix scenario{'s' if n > 1 else ''}: {msg}" for msg, n in left_out.items()]
     return results, notes
+
+
+def _with_settings(engine: EngineProfile, c: Case) -> EngineProfile:
+    """The engine with the case's settings in; settings that place layers belong to `fitcalc plan`."""
+    from fitcalc.core.engines import apply_settings
+    from fitcalc.core.spec import Workload
+
+    settings = settings_for(c, engine.id)
+    if not settings:
+        return engine
+    ap = apply_settings(engine, Workload(context=c.context, batch=c.batch), settings)
+    moved = [k for k in settings if k in ("max_model_len", "context_length", "num_ctx", "n_ctx", "parallel",
+                                          "kv_cache_dtype", "n_gpu_layers", "n_cpu_moe")]
+    if moved:
+        raise InputError(f"scenario {c.name!r}: settings {', '.join(moved)} are report fields or placements",
+                         hint="give context, batch and kv_dtype as the spec's own fields; placements with fitcalc plan")
+    return ap.engine
 
 
 __all__ = ["Case", "PlanFigures", "expand", "evaluate", "matrix_size", "scenario_count", "case_name", "Resolver"]

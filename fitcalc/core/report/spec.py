@@ -129,6 +129,9 @@ class Defaults(_Strict):
     recipe: str = Field("native", description="storage recipe; native is the checkpoint's own")
     kv_dtype: str = Field("auto", description="KV cache dtype; auto is the engine's default")
     prompt_tokens: Tokens | None = Field(None, description="prefill length; default the whole context")
+    engine_settings: dict[str, dict[str, Union[bool, int, float, str]]] = Field(
+        default_factory=dict, description="per engine id, the engine's own settings (the --set keys of fit: "
+                                          "gpu_memory_utilization, max_num_batched_tokens, n_ubatch, ...)")
 
 
 class Scenario(_Strict):
@@ -143,6 +146,9 @@ class Scenario(_Strict):
     recipe: str | None = None
     kv_dtype: str | None = None
     prompt_tokens: Tokens | None = None
+    settings: dict[str, Union[bool, int, float, str]] = Field(
+        default_factory=dict, description="the engine's own settings for this scenario (the --set keys of fit); "
+                                          "they win over defaults.engine_settings")
     assert_: Assertions | None = Field(None, alias="assert")
 
 
