@@ -17,7 +17,7 @@ def test_fit_json_one_gpu(runner, app):
 
 
 def test_fit_json_several_gpus_is_a_list(runner, app):
-    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "16GiB", "--gpu", "80GB", "--json"])
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "16GiB", "--gpu", "80000MB", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert isinstance(doc, list) and len(doc) == 2
@@ -25,7 +25,7 @@ def test_fit_json_several_gpus_is_a_list(runner, app):
 
 
 def test_fit_check_exit_codes(runner, app):
-    ok = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--check"])
+    ok = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80000MB", "--check"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "8GiB", "--check"])
     assert bad.exit_code == 3  # docs/cli.md: 3 = does not fit
@@ -33,7 +33,7 @@ def test_fit_check_exit_codes(runner, app):
 
 
 def test_fit_context_accepts_k_suffix(runner, app):
-    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--context", "128k", "--json"])
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80000MB", "--context", "128k", "--json"])
     assert json.loads(r.stdout)["context"] == 131072
 
 
@@ -55,6 +55,6 @@ def test_fit_bad_input_is_one_line(runner, app, args, needle):
 
 
 def test_fit_warns_beyond_model_maximum(runner, app):
-    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80GB", "--context", "256k"])
+    r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "80000MB", "--context", "256k"])
     assert r.exit_code == 0
     assert "exceeds" in r.stdout and "131,072" in r.stdout

@@ -111,7 +111,7 @@ def test_check_fails_with_exit_3_and_one_line_per_failure(runner, app):
 
 def test_check_passes_with_exit_0(runner, app, tmp_path):
     spec = tmp_path / "ok.yaml"
-    spec.write_text("models: [gpt-oss-20b]\ngpus: [24GiB, 80GB]\ncontexts: [8192, 32k]\nengines: [llama.cpp]\n"
+    spec.write_text("models: [gpt-oss-20b]\ngpus: [24GiB, 80000MB]\ncontexts: [8192, 32k]\nengines: [llama.cpp]\n"
                     "assert: {must_fit: true, min_context: 64k, max_vram: 20GiB}\n")
     r = runner.invoke(app, ["check", str(spec)])
     assert r.exit_code == 0, r.output

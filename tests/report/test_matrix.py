@@ -20,7 +20,7 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_every_row_matches_fit(tmp_path):
     """Each scenario's numbers are exactly what `fitcalc fit` gives for the same inputs."""
-    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [8GiB, 16GiB, '12GiB:2', 80GB]\n"
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [8GiB, 16GiB, '12GiB:2', 80000MB]\n"
                            "contexts: [4k, 32k, 128k]\nbatches: [1, 4]\nengines: [llama.cpp, vllm]\n")
     _, cases, rep = build_report(spec)
     assert len(rep.scenarios) == 4 * 3 * 2 * 2

@@ -53,9 +53,26 @@ def resolve_model(source: str, kind: SourceKind = "auto") -> ModelSpec:
                 raise
     if not looks_like_hub_id(source):
         raise ModelSourceError(f"{source!r} is not a Hub repo id", hint="write it as org/name or org/name@revision")
+    if kind == "auto":
+        _refuse_near_miss(source)
     from fitcalc.edges.ingest import hub
 
     return hub.load_hub_model(source)
+
+
+def _refuse_near_miss(source: str) -> None:
+    """A Hub id one typo from a bundled model's (``openai/gpt-oss-21b``) is answered with the bundled
+    one before any network request; ``--source hub`` reads the id as typed. A repo already in the
+    Hugging Face cache was read before on purpose and is not questioned."""
+    from fitcalc.edges import catalog
+    from fitcalc.edges.ingest.hub import HubSettings
+
+    close = catalog.close_hub_names(source)
+    repo = source.split("@", 1)[0]
+    if close and not (HubSettings.from_env().hub_cache / ("models--" + repo.replace("/", "--"))).is_dir():
+        raise UnknownIdError("model", source, [], suggestions=close,
+                             hint=f"the bundled one is {close[0]}; to read {source} from the Hub as typed, "
+                                  f"add --source hub")
 
 
 def _looks_like_path(text: str) -> bool:
