@@ -931,6 +931,8 @@ def _plan_of_fit(ask: _PlanAsk, chosen, first: Prepared, needed, target0: int, b
     speed = speed_at(p, speed_setup(p, sub, asg, lay), w, depth=prompt, prompt=prompt)
     knobs = _knobs(p, lay, n_used, ctx, ask.batch, p.kv_fmt.id if p.kv_fmt else None)
     flags = engine_flags(ask.engine, model_reference(ask.engine, model, p.recipe.id), knobs)
+    if flags.model_ref is not None and not flags.model_ref.found and flags.model_ref.note:
+        notes.append(flags.model_ref.note)
     if n_used < len(hw.devices):
         notes.append(f"the layout uses {n_used} of the {len(hw.devices)} GPUs given")
     if any(d.is_budget for d in sub.devices):

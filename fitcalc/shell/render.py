@@ -458,10 +458,10 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
             c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
     if plan.engine_flags is not None:
         f = plan.engine_flags
-        c.print("[bold]run:[/bold]")
-        c.print(Text("  " + f.command), soft_wrap=True)
-        for k, v in f.parameters.items():
-            c.print(Text(f"  PARAMETER {k} {v}"), soft_wrap=True)
+        for step in f.steps or [None]:
+            c.print(Text("run:" if step is None or step.what == "run" else f"run ({step.what}):", style="bold"))
+            for line in (step.lines if step is not None else [f.command]):
+                c.print(Text("  " + line), soft_wrap=True)
     for info in plan.calibration:
         c.print(Text(info.note, style="cyan"), soft_wrap=True)
     for n in plan.notes + (plan.speed.notes if plan.speed else []):
