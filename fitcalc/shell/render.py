@@ -401,9 +401,12 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
                 f"KV {plan.kv_dtype}", style="bold")
     c.print(head, soft_wrap=True)
     lay = plan.layout
-    verdict = Text("FITS" if plan.fits else "DOES NOT FIT", style=_VERDICT_STYLE["fits" if plan.fits else "does not fit"])
+    verdict = Text(plan.verdict.upper(), style=_VERDICT_STYLE[plan.verdict])
     verdict.append(f"  context {plan.context:,} × batch {plan.batch}" + (f" — {lay.description}" if lay else ""),
                    style="default")
+    if plan.headroom_bytes is not None:
+        verdict.append(f"; headroom {format_bytes(plan.headroom_bytes)} ± {format_bytes(plan.uncertainty_bytes)}",
+                       style="default")
     c.print(verdict, soft_wrap=True)
     t = Table(show_header=True, box=None, pad_edge=False)
     for col, j in (("#", "right"), ("device", "left"), ("holds", "left"), ("needs", "right"), ("of", "right"),
