@@ -5,7 +5,7 @@ uncertainty, "does not fit" below 0 (docs/formulas.md, "Verdict")."""
 import pytest
 
 from fitcalc import api
-from fitcalc.plan import verdict_of
+from fitcalc.core.plan import verdict_of
 
 
 @pytest.mark.parametrize("headroom,unc,verdict", [
