@@ -395,6 +395,14 @@ def _same_rows(rows) -> list[tuple[int, int]]:
     return out
 
 
+def _print_run_steps(c: Console, flags) -> None:
+    """What to paste, step by step, each line whole (a pasted line must not be wrapped)."""
+    for step in flags.steps or [None]:
+        c.print(Text("run:" if step is None or step.what == "run" else f"run ({step.what}):", style="bold"))
+        for line in (step.lines if step is not None else [flags.command]):
+            c.print(Text("  " + line), soft_wrap=True)
+
+
 def render_plan(plan, explain: bool = False, out: Console | None = None) -> None:
     c = out or console()
     head = Text(f"{plan.model} — {plan.engine} — {plan.recipe_name} ({plan.bits_per_weight:.2f} bits/weight), "
@@ -460,11 +468,7 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         for line, n in lines.items():
             c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
     if plan.engine_flags is not None:
-        f = plan.engine_flags
-        for step in f.steps or [None]:
-            c.print(Text("run:" if step is None or step.what == "run" else f"run ({step.what}):", style="bold"))
-            for line in (step.lines if step is not None else [f.command]):
-                c.print(Text("  " + line), soft_wrap=True)
+        _print_run_steps(c, plan.engine_flags)
     for info in plan.calibration:
         c.print(Text(info.note, style="cyan"), soft_wrap=True)
     for n in plan.notes + (plan.speed.notes if plan.speed else []):
