@@ -20,8 +20,14 @@ def test_fit_json_several_gpus_is_a_list(runner, app):
     r = runner.invoke(app, ["fit", "gpt-oss-20b", "--gpu", "16GiB", "--gpu", "80000MB", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert isinstance(doc, list) and len(doc) == 2
-    assert doc[1]["available_bytes"] == 80 * 10**9
+    assert isinstance(doc, list)
+    answers = [d for d in doc if not d["alternative"]]
+    assert len(answers) == 2 and answers[1]["available_bytes"] == 80 * 10**9
+    # a raw budget is answered for vLLM; on 16 GiB vLLM does not fit and llama.cpp does, so llama.cpp's
+    # row follows as the alternative (the engine changes the answer)
+    alt = [d for d in doc if d["alternative"]]
+    assert [(d["engine"], d["verdict"]) for d in alt] == [("llama.cpp", "fits")]
+    assert answers[0]["engine"] == "vllm" and answers[0]["verdict"] == "does not fit"
 
 
 def test_fit_check_exit_codes(runner, app):

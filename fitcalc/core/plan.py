@@ -68,6 +68,8 @@ class FitResult(BaseModel):
     terms: list[Term]
     warnings: list[str]
     calibration: CalibrationInfo | None = None  # set when terms were scaled by stored engine-log residuals
+    # fit without --engine: another engine's answer for the same GPU, shown because its verdict differs
+    alternative: bool = False
 
 
 def verdict_of(headroom: int, uncertainty: int) -> Verdict:

@@ -25,8 +25,45 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # help as wide as the terminal (click's default stops at 80 columns)
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 160},
 )
+
+
+def _plain_help() -> None:
+    """Help that reads like a CLI's: ``--gpu GPU`` and ``MODEL`` where typer writes ``<list[str]>``,
+    ``<str>`` and ``{MODEL}``; examples one per line where click would run them together. typer
+    has no setting for either, so its two display methods and the epilog formatter are replaced
+    for this process (the `fitcalc` command only; fitcalc.api never imports this module)."""
+    import typer.core as tc
+
+    def option_metavar(self, ctx):
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        return max(self.opts, key=len).lstrip("-").replace("-", "_").upper()
+
+    def argument_usage(self):
+        return self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+
+    def examples_epilog(self, ctx, formatter):
+        if not self.epilog:
+            return
+        head, _, rest = self.epilog.partition(":")
+        formatter.write_paragraph()
+        formatter.write_text(head + ":")
+        with formatter.indentation():
+            for example in rest.split("   |   "):
+                formatter.write(" " * formatter.current_indent + example.strip() + "\n")
+
+    tc.TyperOption.display_type_rich = option_metavar
+    tc.TyperArgument.display_type_rich = lambda self, ctx: None
+    tc.TyperArgument._usage_display_name = argument_usage
+    tc.TyperCommand.format_epilog = examples_epilog
+
+
+_plain_help()
 
 # ---- shared options, declared once --------------------------------------------------------
 
@@ -98,16 +135,19 @@ def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
 
 
 ContextOpt = Annotated[Optional[str], typer.Option(
-    "--context", "-c", help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+    "--context", "-c", metavar="TOKENS",
+    help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", metavar="N", help="concurrent sequences")]
 EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", "-e", help="auto (default: llama.cpp for GGUF recipes, else vllm), vllm, llama.cpp, ollama, "
-                           "sglang, transformers, torch")]
+    "--engine", "-e", help="auto (default: what the GPU usually runs: llama.cpp on consumer and Apple GPUs, "
+                           "vllm on datacenter GPUs; llama.cpp for GGUF recipes), vllm, llama.cpp, ollama, "
+                           "sglang, transformers, torch. GGUF engines default to the type their library serves "
+                           "(Q4_K_M; gpt-oss: its MXFP4 experts)")]
 KvDtypeOpt = Annotated[Optional[str], typer.Option(
-    "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
+    "--kv-dtype", metavar="DTYPE", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
 GpuOpt = Annotated[Optional[list[str]], typer.Option(
-    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090, 'rtx 4090'), ID:COUNT (h100-sxm:8), or a budget "
-                        "(24GiB, 80GB); repeat for several. Default: detected GPUs, else popular ones")]
+    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090), ID:COUNT (h100-sxm:8), or a budget (24GiB, "
+                        "80000MB); repeat for several. Default: detected GPUs, else popular ones")]
 
 
 CalibratedOpt = Annotated[Optional[bool], typer.Option(
@@ -129,10 +169,11 @@ EngineVersionOpt = Annotated[Optional[str], typer.Option(
 def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
         engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None, json_out: JsonOpt = False,
         check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
-        explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+        explain: Annotated[bool, typer.Option(
+            "--explain", help="add each GPU's terms, capacity bar and every term's derivation")] = False,
         source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
         engine_version: EngineVersionOpt = None) -> None:
-    """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
+    """Does MODEL fit these GPUs? One line per GPU: verdict, needs/of, headroom, largest context."""
     from fitcalc import api
     from fitcalc.core.units import parse_count
 
@@ -145,7 +186,7 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         from fitcalc.shell.render import render_fit
 
         render_fit(results, explain=explain)
-    if check and not all(r.fits for r in results):
+    if check and not all(r.fits for r in results if not r.alternative):  # an alternative engine's row is advice
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 

@@ -25,7 +25,8 @@ def test_every_row_matches_fit(tmp_path):
     _, cases, rep = build_report(spec)
     assert len(rep.scenarios) == 4 * 3 * 2 * 2
     for c, r in zip(cases, rep.scenarios):
-        (ref,) = api.fit("gpt-oss-20b", [c.gpu], c.context, c.batch, c.engine)
+        # the spec's recipe as written ("native": the checkpoint's own), which fit takes as --recipe
+        (ref,) = api.fit("gpt-oss-20b", [c.gpu], c.context, c.batch, c.engine, recipe=c.recipe)
         got = r.fit
         for key in ("required_bytes", "available_bytes", "headroom_bytes", "uncertainty_bytes", "verdict",
                     "max_context", "kv_capacity_bytes", "count"):
@@ -115,7 +116,7 @@ def test_lookups_and_solves_happen_once(monkeypatch):
     assert len(solves) == 3  # once per GPU: the max context does not depend on the context asked for
     # and the cached answer is the one a fresh solve gives
     for r in results:
-        (ref,) = api.fit("gpt-oss-20b", [r.gpu], r.fit.context, 1, "llama.cpp")
+        (ref,) = api.fit("gpt-oss-20b", [r.gpu], r.fit.context, 1, "llama.cpp", recipe="native")
         assert r.fit.max_context == ref.max_context
 
 
