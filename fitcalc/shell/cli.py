@@ -327,14 +327,14 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
     Exit codes: 0 every term within tolerance; 4 a term outside its tolerance; 5 out of memory (does not fit,
     measured); 1 bad input, PyTorch/device missing, or a rank that died, hung or crashed (the message names it)."""
     from fitcalc import api
-    from fitcalc.shell.render import progress_line, render_verify
+    from fitcalc.shell.render import PhaseProgress, render_verify, shows_progress
     from fitcalc.core.units import parse_count
 
     ctx = parse_count(context) if context is not None else None
     result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
                         kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
                         force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
-                        progress=progress_line, tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
+                        progress=PhaseProgress(shows_progress(json_out)), tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
     under_torchrun = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun"
     if under_torchrun and os.environ.get("RANK", "0") != "0":
         pass  # every rank holds the result; rank 0 prints it
@@ -428,7 +428,7 @@ def report(spec: SpecArg,
            yes: YesOpt = False) -> None:
     """Render a report of every scenario in SPEC: Markdown tables, HTML with charts, or JSON/YAML."""
     from fitcalc import api
-    from fitcalc.shell.render import SweepProgress
+    from fitcalc.shell.render import PhaseProgress, SweepProgress, shows_progress
     from fitcalc.edges.report.output import check_writable, pick_format, write_atomic
     from fitcalc.edges.report.writers import FORMATS, render
 
@@ -436,11 +436,14 @@ def report(spec: SpecArg,
     to_file = output is not None and output != "-"
     if to_file:
         check_writable(output)  # fail before the sweep, not after it
-    progress = SweepProgress()
+    watched = shows_progress()
+    progress = SweepProgress(enabled=watched)
     try:
         rep = api.report(spec, yes=yes, progress=progress)
     finally:
         progress.close()
+    if watched and kind == "html":  # the charts take seconds for a few hundred scenarios
+        PhaseProgress(True, "report")(f"drawing the charts of {len(rep.scenarios):,} scenarios …")
     text = render(rep, kind)
     if to_file:
         write_atomic(output, text)
@@ -464,14 +467,14 @@ def check(spec: SpecArg,
           yes: YesOpt = False) -> None:
     """Check SPEC's assertions: exit 0 when all hold, 3 when any fails (one line each), 1 for a bad spec."""
     from fitcalc import api
-    from fitcalc.shell.render import SweepProgress
+    from fitcalc.shell.render import SweepProgress, shows_progress
     from fitcalc.core.report.baseline import diff_lines
     from fitcalc.core.report.checks import summary_line
     from fitcalc.edges.report.output import check_writable, write_atomic
 
     if junit:
         check_writable(junit)
-    progress = SweepProgress()
+    progress = SweepProgress(enabled=shows_progress())
     try:
         rep, diff = api.check(spec, yes=yes, baseline=baseline, progress=progress)
     finally:

@@ -354,7 +354,8 @@ def render_check(check, out: Console | None = None) -> None:
 # report sweeps
 # ---------------------------------------------------------------------------------------------
 
-PROGRESS_MIN_SCENARIOS = 500  # below this a sweep takes well under a second: no bar
+PROGRESS_MIN_SCENARIOS = 500  # a sweep this long gets a bar from the start
+PROGRESS_AFTER_S = 1.0  # any shorter sweep gets one once it has run this long (about a second: issue #16)
 
 
 class SweepProgress:
@@ -365,8 +366,9 @@ class SweepProgress:
     trace in a terminal) and only drawn where stderr is a terminal; the closing line is always printed.
     """
 
-    def __init__(self, label: str = "evaluating scenarios"):
+    def __init__(self, label: str = "evaluating scenarios", enabled: bool = True):
         self.label = label
+        self.enabled = enabled
         self._bar = None
         self._task = None
         self._t0 = 0.0
@@ -374,10 +376,12 @@ class SweepProgress:
     def __call__(self, done: int, total: int) -> None:
         import time
 
-        if total < PROGRESS_MIN_SCENARIOS:
+        if not self.enabled:
             return
         if not self._t0:
             self._t0 = time.perf_counter()
+        slow = time.perf_counter() - self._t0 >= PROGRESS_AFTER_S or total >= PROGRESS_MIN_SCENARIOS
+        if self._bar is None and slow and done < total:
             c = console(stderr=True)
             if c.is_terminal:  # elsewhere (CI logs, pipes) a bar is noise: only the closing line
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -391,7 +395,8 @@ class SweepProgress:
         if done >= total:
             self.close()
             dt = time.perf_counter() - self._t0
-            console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
+            if dt >= PROGRESS_AFTER_S or total >= PROGRESS_MIN_SCENARIOS:
+                console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
 
     def close(self) -> None:
         """Stop the bar (also when the sweep ends in an error)."""
@@ -655,9 +660,28 @@ def _render_verify_ranks(r, c: Console) -> None:
         c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"), soft_wrap=True)
 
 
-def progress_line(message: str) -> None:
-    """A phase of a long measurement, on stderr."""
-    console(stderr=True).print(Text(f"verify: {message}", style="dim"), soft_wrap=True)
+def shows_progress(json_out: bool = False) -> bool:
+    """Progress goes to stderr only for a person watching: stdout a terminal, not --json."""
+    return not json_out and sys.stdout.isatty()
+
+
+class PhaseProgress:
+    """``progress(message)`` for a long measurement: each phase and the work done inside it
+    (layers, tokens), with the seconds since the start, on stderr; silent when ``enabled`` is False."""
+
+    def __init__(self, enabled: bool, label: str = "verify"):
+        import time
+
+        self.enabled = enabled
+        self.label = label
+        self._t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        if self.enabled:
+            dt = time.monotonic() - self._t0
+            console(stderr=True).print(Text(f"{self.label} [{dt:6.1f} s] {message}", style="dim"))
 
 
 def _mib(n: int | None) -> str:
