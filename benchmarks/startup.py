@@ -28,6 +28,11 @@ CASES = {
     # console and tables, which any command that validates a spec and prints a table needs.
     "floor": [sys.executable, "-c", "import typer, rich, pydantic, yaml; from pydantic import BaseModel, "
               "TypeAdapter; import rich.console, rich.table"],
+    # what typer itself does before any command runs: its click adapter, and (typer >= 0.25) a
+    # pydantic TypeAdapter per parameter of the command invoked: a cost fitcalc cannot remove
+    "typer floor": [sys.executable, "-c", "import typer\napp = typer.Typer()\n@app.command()\n"
+                    "def size(model: str, recipe: str = None, json_out: bool = False, explain: bool = False, "
+                    "source: str = 'auto', check: bool = False):\n    pass\napp(['m'], standalone_mode=False)"],
     "help": [sys.executable, "-m", "fitcalc", "--help"],
     "size": [sys.executable, "-m", "fitcalc", "size", "gpt-oss-20b"],
     "size --json": [sys.executable, "-m", "fitcalc", "size", "gpt-oss-20b", "--json"],
@@ -67,7 +72,7 @@ def main() -> None:
     probe = subprocess.run(
         [sys.executable, "-c",
          "import sys, runpy; sys.argv=['fitcalc','size','gpt-oss-20b','--json'];\n"
-         "from fitcalc import cli\ntry:\n cli.main()\nexcept SystemExit: pass\n"
+         "from fitcalc.shell import cli\ntry:\n cli.main()\nexcept SystemExit: pass\n"
          "print('torch imported' if 'torch' in sys.modules else 'torch not imported', file=sys.stderr)"],
         capture_output=True, text=True, env=ENV)
     print(probe.stderr.strip().splitlines()[-1])

@@ -33,6 +33,7 @@ class ModelRow(BaseModel):
     id: str
     display_name: str
     hf_repo: str | None
+    aliases: list[str] = []  # other names MODEL takes (Ollama tags, Hub names of variants)
     family: str | None
     params_total: int
     params_active: int
@@ -48,7 +49,7 @@ def models() -> list[ModelRow]:
     rows = []
     for m in catalog.load_all_models():
         s = size_model(m)
-        rows.append(ModelRow(id=m.id, display_name=m.display_name, hf_repo=m.hf_repo,
+        rows.append(ModelRow(id=m.id, display_name=m.display_name, hf_repo=m.hf_repo, aliases=list(m.aliases),
                              family=m.architecture.family if m.architecture else None,
                              params_total=s.params_total, params_active=s.params_active,
                              recipe_name=s.recipe_name, disk_bytes=s.disk_bytes, coarse=s.coarse))
@@ -61,46 +62,54 @@ def fit(model: str, gpus: list[str] | None = None, context: int | None = None, b
         store: str | None = None, engine_version: str | None = None, settings: dict[str, str] | None = None):
     """Fit verdicts, headroom, terms and max context for each GPU configuration.
 
+    Without ``engine`` each GPU is answered for the engine its kind usually runs (llama.cpp on
+    consumer and Apple GPUs, vLLM on datacenter GPUs: ``fitcalc.core.choose.fit_choices``), and the
+    other engine's result follows, marked ``alternative``, where its verdict differs. A GGUF engine
+    without ``recipe`` runs the GGUF type its library serves (``recipes.serving_recipe``).
     ``calibrated`` scales terms by residuals stored from engine logs of the same engine, version
     family and GPU family (``fitcalc reconcile --save``); ``None`` follows ``FITCALC_CALIBRATED``.
-    ``settings``: the engine's own settings (``--set KEY=VALUE``; ``fitcalc.core.engines.SETTINGS``)."""
-    import dataclasses
-
-    from fitcalc.core.choose import engine_for, serving_context
+    ``settings``: the engine's own settings (``--set KEY=VALUE``; ``fitcalc.core.engines.SETTINGS``); without
+    ``engine`` they choose it: only the suited engines that take every key answer."""
+    from fitcalc.core.choose import DESKTOP_ENGINE, SERVER_ENGINE, fit_choices, is_auto, prepared_with_settings, \
+        serving_context
     from fitcalc.core.errors import InputError
     from fitcalc.core.estimate import prepare
-    from fitcalc.core.plan import fit_device
+    from fitcalc.core.recipes import serving_recipe
     from fitcalc.core.spec import Workload
     from fitcalc.edges import catalog
-    from fitcalc.edges.inputs import calibration_for, resolve_devices
+    from fitcalc.edges.inputs import resolve_devices
 
     spec = resolve_model(model, source)
     ctx = serving_context(spec, context)
     if batch <= 0:
         raise InputError(f"--batch must be positive, got {batch}", hint="the number of concurrent sequences, e.g. 1")
-    from fitcalc.core.engines import apply_settings
-
-    eng = catalog.load_engine(engine_for(spec, engine, recipe))
-    applied = apply_settings(eng, Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens),
-                             settings)
-    if applied.gpu_layers is not None or applied.cpu_moe is not None:
-        raise InputError("--set n_gpu_layers / n_cpu_moe place layers and experts: fit prices the whole model on "
-                         "each GPU", hint="use `fitcalc plan MODEL --set n_gpu_layers=N` (or --gpu-layers/--cpu-moe)")
-    eng, workload = applied.engine, applied.workload
-    prepared = prepare(spec, recipe, eng, workload.kv_dtype)
+    named = None if is_auto(engine) else catalog.load_engine(engine).id  # type: ignore[arg-type]
+    profiles = {e: catalog.load_engine(e) for e in ([named] if named else [DESKTOP_ENGINE, SERVER_ENGINE])}
+    defaults = {e: serving_recipe(spec, p.gguf_native, p.default_gguf_recipe) for e, p in profiles.items()}
+    workload = Workload(context=ctx, batch=batch, kv_dtype=kv_dtype, prompt_tokens=prompt_tokens)
     devices, notes = resolve_devices(gpus)
+    prepared: dict = {}
     results = []
     for dev, count in devices:
-        scales, info, why = calibration_for(eng.id, dev, calibrated, store, engine_version)
-        p = dataclasses.replace(prepared, scales=scales) if scales else prepared
-        r = fit_device(p, dev, workload, count)
-        extra = [*notes, *([why] if why else [])]
-        update: dict = {"calibration": info} if info else {}
-        if extra:
-            update["warnings"] = [*r.warnings, *extra]
-        if update:
-            r = r.model_copy(update=update)
-        results.append(r)
+        first = None
+        for eid, rid in fit_choices(spec, dev.segment, named, recipe, defaults):
+            eng = profiles.get(eid) or profiles.setdefault(eid, catalog.load_engine(eid))
+            key = (eng.id, rid)
+            if key not in prepared:
+                prepared[key] = prepared_with_settings(spec, rid, eng, workload, settings, named is not None)
+            if prepared[key] is None:  # the settings are another engine's
+                continue
+            p, wl = prepared[key]
+            r = _fit_on(p, dev, count, wl, notes, (calibrated, store, engine_version))
+            if first is None:
+                first = r
+                results.append(r)
+            elif r.verdict != first.verdict:
+                results.append(r.model_copy(update={"alternative": True}))
+    if not results and settings:  # no suited engine takes these keys: say so for the server engine
+        from fitcalc.core.engines import check_settings
+
+        check_settings(profiles[SERVER_ENGINE], settings)
     return results
 
 
@@ -127,6 +136,23 @@ def verify_train(model: str, layers: int | str | None = 1, source: SourceKind = 
 
     n = int(layers) if layers not in (None, "all") else 1
     return run_step(resolve_model(model, source), train_setup(setup), n, catalog.load_engine("torch"), seed)
+
+
+def _fit_on(prepared, dev, count: int, workload, notes: list[str], calibration: tuple):
+    """fit_device with this engine's stored calibration for the GPU family, and the notes attached."""
+    import dataclasses
+
+    from fitcalc.core.plan import fit_device
+    from fitcalc.edges.inputs import calibration_for
+
+    scales, info, why = calibration_for(prepared.engine.id, dev, *calibration)
+    p = dataclasses.replace(prepared, scales=scales) if scales else prepared
+    r = fit_device(p, dev, workload, count)
+    extra = [*notes, *([why] if why else [])]
+    update: dict = {"calibration": info} if info else {}
+    if extra:
+        update["warnings"] = [*r.warnings, *extra]
+    return r.model_copy(update=update) if update else r
 
 
 class GpuRow(BaseModel):
@@ -262,12 +288,14 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     n_gpu_layers and n_cpu_moe fix the placement like ``gpu_layers`` and ``cpu_moe``.
 
     ``ram`` defaults to the detected total; ``cpu_moe`` takes a layer count or ``all``. With no
-    ``engine`` (or ``auto``) the plan uses vLLM (llama.cpp for GGUF recipes) and, when that
-    cannot hold the model on the GPUs given, llama.cpp with CPU offload. ``max_gpus`` bounds the
+    ``engine`` (or ``auto``) the plan uses the engine the first GPU's kind usually runs (llama.cpp
+    on consumer and Apple GPUs, vLLM on datacenter GPUs; with a GGUF ``recipe`` llama.cpp) and,
+    when vLLM cannot hold the model on the GPUs given, llama.cpp with CPU offload. ``max_gpus`` bounds the
     GPU count search (``fitcalc.core.plan.DEFAULT_MAX_GPUS`` when None). ``calibrated`` scales each
     GPU's terms as ``fit`` does (per GPU family and per engine tried).
     """
-    from fitcalc.core.choose import OFFLOAD_ENGINE, engine_for, fixed_layout, tries_offload_engine
+    from fitcalc.core.choose import OFFLOAD_ENGINE, engine_for, fixed_layout, is_auto, suited_engines, \
+        tries_offload_engine
     from fitcalc.core.errors import InputError
     from fitcalc.core.plan import DEFAULT_MAX_GPUS, Hardware, NoFitError, make_plan
     from fitcalc.edges import catalog
@@ -278,8 +306,16 @@ def plan(model: str, gpus: list[str] | None = None, ram: str | int | None = None
     if not gpus and not detected(notes):
         raise InputError("no GPU detected to plan for", hint="pass --gpu, e.g. --gpu rtx-4090 or --gpu h100-sxm:8")
     hw = Hardware(tuple(d for d, count in devices for _ in range(count)), host_of(ram, ram_bandwidth))
+    # without --engine and --recipe: the engine the first GPU's kind usually runs, as fit answers
+    # (the other suited one when only it takes the --set keys)
+    if is_auto(engine) and recipe is None:
+        suited = suited_engines(hw.devices[0].segment)
+        taking = [e for e in suited if all(k in catalog.load_engine(e).settings for k in (settings or {}))]
+        base = catalog.load_engine((taking or suited)[0])
+    else:
+        base = catalog.load_engine(engine_for(spec, engine, recipe))
     eng, context, batch, kv_dtype, gpu_layers, cpu_moe = _plan_settings(
-        catalog.load_engine(engine_for(spec, engine, recipe)), settings, context, batch, kv_dtype, gpu_layers, cpu_moe)
+        base, settings, context, batch, kv_dtype, gpu_layers, cpu_moe)
     fixed = fixed_layout(spec, tp, pp, ep, gpu_layers, cpu_moe)
     kwargs = dict(context=context, batch=batch, kv_dtype=kv_dtype, recipe=recipe, fixed=fixed,
                   max_gpus=DEFAULT_MAX_GPUS if max_gpus is None else max_gpus, prompt_tokens=prompt_tokens)

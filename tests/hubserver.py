@@ -1,9 +1,11 @@
 """A Hugging Face Hub stand-in on loopback: the routes huggingface_hub 2.x calls, with HTTP ranges.
 
 Routes (as huggingface_hub's file_download.py and hf_api.py call them):
+  GET /api/models/{org}/{name}[/revision/{revision}]
+      the repo's commit and file names (HfApi.model_info), as JSON
   HEAD/GET /{org}/{name}/resolve/{revision}/{path}
       200 with X-Repo-Commit, ETag, Content-Length, Accept-Ranges (HEAD answers like GET without
-      a body); a Range request gets 206 with Content-Range. Large files (*.safetensors) are
+      a body); a Range request gets 206 with Content-Range. Large files (*.safetensors, *.gguf) are
       redirected, like LFS files on the Hub, to /cdn/{commit}/{path} on the same server, and HEAD
       on them carries X-Linked-Etag and X-Linked-Size.
   Errors carry the headers hf_raise_for_status reads: X-Error-Code RepoNotFound (404),
@@ -99,6 +101,29 @@ class HubServer:
 
     _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
     _CDN = re.compile(r"^/cdn/(?P<repo>[^/]+/[^/]+)/(?P<commit>[0-9a-f]{40})/(?P<path>.+)$")
+    # HfApi.model_info: GET /api/models/{repo} or /api/models/{repo}/revision/{rev} (hf_api.py)
+    _API_MODEL = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?$")
+
+    def _model_info(self, h: BaseHTTPRequestHandler, head: bool, name: str, rev: str, path: str) -> None:
+        """The repo's commit and file names, as the Hub's model API answers (the fields fitcalc reads)."""
+        import json
+
+        repo = self.repos.get(name)
+        if repo is None:
+            return self._error(h, head, 404, "RepoNotFound", None, path)
+        commit = repo.resolve(unquote(rev))
+        if commit is None:
+            return self._error(h, head, 404, "RevisionNotFound", None, path)
+        body = json.dumps({"_id": name, "id": name, "modelId": name, "sha": commit, "private": False,
+                           "siblings": [{"rfilename": f} for f in sorted(repo.files)]}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if not head:
+            h.wfile.write(body)
+        self._record(h, head, path, 200, 0 if head else len(body))
+        return None
 
     def _handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         path = unquote(urlsplit(h.path).path)
@@ -112,6 +137,9 @@ class HubServer:
             if f is None:
                 return self._error(h, head, 404, "EntryNotFound", None, path)
             return self._file(h, head, f, m["commit"], path, lfs=False)
+        m = self._API_MODEL.match(path)
+        if m is not None:
+            return self._model_info(h, head, m["repo"], m["rev"] or "main", path)
         m = self._RESOLVE.match(path)
         if m is None:
             return self._error(h, head, 404, "RepoNotFound", None, path)
@@ -128,7 +156,7 @@ class HubServer:
         f = repo.files.get(m["path"])
         if f is None:
             return self._error(h, head, 404, "EntryNotFound", commit, path)
-        if m["path"].endswith(".safetensors"):
+        if m["path"].endswith((".safetensors", ".gguf")):
             # LFS file: the Hub redirects to its storage; HEAD describes the linked file.
             size = f.stat().st_size
             h.send_response(302)

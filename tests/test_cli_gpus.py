@@ -36,7 +36,7 @@ def test_gpus_json_shape(runner, app):
 
 
 def test_gpus_table_shows_mib_gib_and_label(runner, app):
-    r = runner.invoke(app, ["gpus"])
+    r = runner.invoke(app, ["gpus"], env={"FITCALC_WIDTH": "120"})  # wide: MiB and label columns shown
     assert r.exit_code == 0, r.output
     out = r.stdout
     # RTX 4090: 24564 MiB = 23.99 GiB beside the "24 GB" label; 1008 GB/s; 165.2 / 330.3 TFLOPS
@@ -69,7 +69,7 @@ def test_gpus_detect_with_a_fake_rtx_4090(runner, app, monkeypatch):
     assert g["memory_total_bytes"] == 24564 * MiB
     assert g["compute_capability"] == "8.9"
 
-    r = runner.invoke(app, ["gpus", "--detect"])
+    r = runner.invoke(app, ["gpus", "--detect"], env={"FITCALC_WIDTH": "120"})
     assert r.exit_code == 0, r.output
     assert "NVIDIA GeForce RTX 4090" in r.stdout and "rtx-4090" in r.stdout and "system RAM" in r.stdout
 

@@ -6,7 +6,7 @@ import pytest
 
 
 def test_train_json(runner, app):
-    r = runner.invoke(app, ["train", "llama-3.1-8b", "--method", "lora", "--gpu", "80GB", "--json"])
+    r = runner.invoke(app, ["train", "llama-3.1-8b", "--method", "lora", "--gpu", "80000MB", "--json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     # LoRA r=16 on every linear layer of Llama-3.1-8B: 32 × 1,310,720 (tests/estimate/test_training.py)
@@ -21,7 +21,7 @@ def test_train_json(runner, app):
 
 
 def test_train_check_exit_codes(runner, app):
-    ok = runner.invoke(app, ["train", "llama-3.1-8b", "--gpu", "80GB", "--check"])
+    ok = runner.invoke(app, ["train", "llama-3.1-8b", "--gpu", "80000MB", "--check"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["train", "llama-3.1-8b", "--method", "full", "--gpu", "24GiB", "--check"])
     assert bad.exit_code == 3 and "DOES NOT FIT" in bad.stdout  # docs/cli.md: 3 = does not fit

@@ -32,8 +32,8 @@ PARSE_OK = [
     ("mi300x:8", "mi300x", 8, 206_141_652_992),
     ("m4-max-128gb", "m4-max-128gb", 1, 96 * GiB),       # Apple: the GPU working set, not all 128 GiB
     ("24GiB", None, 1, 24 * GiB),
-    ("80GB", None, 1, 80 * 10**9),
-    ("80gb", None, 1, 80 * 10**9),                       # lower-case gb is bytes (units.py)
+    ("80000MB", None, 1, 80 * 10**9),
+    ("75gb", None, 1, 75 * 10**9),                       # lower-case gb is bytes (units.py); no 75 GB card
     ("24576MiB", None, 1, 24 * GiB),
     ("24GiB:2", None, 2, 24 * GiB),
     ("1.5TiB", None, 1, 3 * (1 << 39)),
@@ -59,7 +59,7 @@ def test_profile_target_label_and_basis():
 
 def test_budget_target_label_keeps_the_unit_system_typed():
     assert parse_gpu_option("24GiB:2").label == "2 x 24.00 GiB devices"
-    assert parse_gpu_option("80GB").label == "80.00 GB device"
+    assert parse_gpu_option("80000MB").label == "80.00 GB device"
 
 
 PARSE_ERRORS = [
@@ -76,7 +76,12 @@ PARSE_ERRORS = [
     ("rtx 4009", UnknownIdError, ["rtx-4090"]),
     ("a100", UnknownIdError, ["a100-40gb", "a100-80gb"]),  # two sizes: say which
     ("4070", UnknownIdError, ["needs a unit"]),          # bare number: neither id nor size
-    ("8xh100", UnknownIdError, ["h100:8"]),              # count-first spelling
+    ("8xh100", UnknownIdError, ["--gpu h100-sxm:8"]),    # count-first spelling
+    ("4090x2", UnknownIdError, ["--gpu rtx-4090:2"]),    # count-last spelling (issue #16)
+    ("4060ti", UnknownIdError, ["--gpu rtx-4060-ti-16gb"]),  # starts like a size, names a card
+    # a card's label: the 80 GB cards, and both spellings of a raw budget
+    ("80GB", InputError, ["a100-80gb, h100-pcie, h100-sxm", "--gpu 80000MB", "--gpu 80GiB"]),
+    ("24GB:2", InputError, ["rtx-4090", "--gpu 24000MB:2"]),
     ("gtx 1080", UnknownIdError, ["fitcalc gpus"]),
 ]
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests import checkpoints as ck
 from fitcalc import api
+from fitcalc.core.errors import FitcalcError
 from fitcalc.edges.ingest.hub import FIRST_RANGE
 from tests.hubserver import HubServer, Repo, repo_from_folder, unused_port
 
@@ -170,3 +171,54 @@ def test_a_lying_header_on_the_hub_is_refused_after_the_first_range(hub, tmp_pat
     r = runner.invoke(app, ["size", "org/liar"])
     assert r.exit_code == 1 and "cap" in r.stderr
     assert sum(x.body_bytes for x in _safetensors_gets(hub)) <= FIRST_RANGE
+
+
+# ---- GGUF repos (issue #16): the chosen file's header by range requests, like safetensors -----------
+
+
+def _gguf_repo(tmp_path, names):
+    """A GGUF repo: the same gpt-oss-20b-shaped GGUF (sparse: a header, then holes) under each file name,
+    as hard links, so no data is ever written."""
+    import os
+
+    from tests.test_ingest_gguf import gpt_oss_20b_gguf
+
+    src = gpt_oss_20b_gguf(tmp_path / "src.gguf")
+    files = {}
+    for n in names:
+        p = tmp_path / n
+        if n.endswith(".gguf"):
+            os.link(src, p)
+        else:
+            p.write_text("a model card\n")
+        files[n] = p
+    return Repo(files=files), src
+
+
+def test_a_gguf_repo_is_read_by_ranges_with_the_quant_llama_server_would_pick(hub, tmp_path):
+    names = ["gpt-oss-20b-Q8_0.gguf", "gpt-oss-20b-Q4_K_M.gguf", "gpt-oss-20b-mxfp4.gguf", "README.md"]
+    hub.repos["someone/gpt-oss-20b-GGUF"], src = _gguf_repo(tmp_path, names)
+    local = api.size(str(src))
+    # no :QUANT: Q4_K_M, llama-server -hf's default; the numbers are the local file's, byte for byte
+    r = api.size("someone/gpt-oss-20b-GGUF")
+    assert r.disk_bytes == local.disk_bytes and r.params_total == local.params_total == 20_914_757_184
+    gets = [x for x in hub.log if x.method == "GET" and x.path.endswith(".gguf") and x.status == 206]
+    assert {x.path.rsplit("/", 1)[1] for x in gets} == {"gpt-oss-20b-Q4_K_M.gguf"}
+    assert all(x.range is not None for x in gets)  # ranges only
+    # one range request of the first block (2 MiB): this header is 28,736 bytes, the file 12,096,587,072
+    assert len(gets) == 1 and sum(x.body_bytes for x in gets) <= 2 << 20
+    # :QUANT picks the file whose name holds it, case ignored (the server logs a request when its body
+    # is sent or abandoned, so the first run's request may be logged late: count over the whole log)
+    api.size("someone/gpt-oss-20b-GGUF:MXFP4")
+    time.sleep(0.2)
+    got = [x.path.rsplit("/", 1)[1] for x in hub.log if x.method == "GET" and x.path.endswith(".gguf") and x.status == 206]
+    assert sorted(set(got)) == ["gpt-oss-20b-Q4_K_M.gguf", "gpt-oss-20b-mxfp4.gguf"]
+
+
+def test_a_gguf_quant_the_repo_lacks_names_the_files_it_has(hub, tmp_path):
+    hub.repos["someone/gpt-oss-20b-GGUF"], _ = _gguf_repo(tmp_path, ["gpt-oss-20b-Q8_0.gguf"])
+    with pytest.raises(FitcalcError) as e:
+        api.size("someone/gpt-oss-20b-GGUF:Q2_K")
+    assert "no .gguf file named like 'Q2_K'" in e.value.one_line() and "gpt-oss-20b-Q8_0.gguf" in e.value.one_line()
+    # the hint's form works: the quant a listed name holds
+    assert api.size("someone/gpt-oss-20b-GGUF:Q8_0").params_total == 20_914_757_184

@@ -79,3 +79,49 @@ def tries_offload_engine(engine: str | None, engine_id: str, fixed: Layout | Non
     """Whether plan, having found no fit with ``engine_id``, may try OFFLOAD_ENGINE: only when the
     user chose neither the engine, nor a layout, nor a recipe."""
     return is_auto(engine) and engine_id != OFFLOAD_ENGINE and fixed is None and recipe is None
+
+
+# What each kind of GPU usually runs (the engine `fit` answers for when none is named): desktops
+# and Macs run GGUF files with llama.cpp (or Ollama on top of it); datacenter cards serve
+# checkpoints with vLLM (or SGLang). The other engine of the pair is the alternative whose answer
+# `fit` also shows where it differs.
+DESKTOP_ENGINE = "llama.cpp"
+SERVER_ENGINE = "vllm"
+
+
+def suited_engines(segment: str | None) -> tuple[str, str]:
+    """(the engine a GPU of this segment usually runs, the alternative). A raw budget (no segment)
+    is answered as a server GPU, as before segments existed, with llama.cpp as the alternative."""
+    if segment in ("consumer", "workstation", "apple"):
+        return DESKTOP_ENGINE, SERVER_ENGINE
+    return SERVER_ENGINE, DESKTOP_ENGINE
+
+
+def fit_choices(model: ModelSpec, segment: str | None, engine: str | None, recipe: str | None,
+                gguf_defaults: dict[str, str | None]) -> list[tuple[str, str | None]]:
+    """(engine id, recipe id or None for the checkpoint's own) pairs `fit` answers for one GPU, the
+    first being the answer: the named engine, or the one suited to the GPU and its alternative.
+    Without --recipe a GGUF engine runs the type its library serves (``gguf_defaults``: engine id ->
+    recipes.serving_recipe for it), a checkpoint engine the checkpoint. With --recipe and no engine,
+    the recipe decides the engine as before (GGUF types: llama.cpp)."""
+    if recipe is not None:
+        return [(engine_for(model, engine, recipe), recipe)]
+    if not is_auto(engine):
+        assert engine is not None
+        return [(engine, gguf_defaults.get(engine))]
+    return [(e, gguf_defaults.get(e)) for e in suited_engines(segment)]
+
+
+def prepared_with_settings(spec, recipe, eng, workload, settings, named: bool):
+    """(prepared model, workload) as ``eng`` runs with ``settings``, or None when ``eng`` was not named
+    and does not take one of the keys (fit's own choice then skips it)."""
+    from fitcalc.core.engines import apply_settings
+    from fitcalc.core.estimate import prepare
+
+    if settings and not named and any(k not in eng.settings for k in settings):
+        return None
+    applied = apply_settings(eng, workload, settings)
+    if applied.gpu_layers is not None or applied.cpu_moe is not None:
+        raise InputError("--set n_gpu_layers / n_cpu_moe place layers and experts: fit prices the whole model on "
+                         "each GPU", hint="use `fitcalc plan MODEL --set n_gpu_layers=N` (or --gpu-layers/--cpu-moe)")
+    return prepare(spec, recipe, applied.engine, applied.workload.kv_dtype), applied.workload

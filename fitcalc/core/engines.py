@@ -203,6 +203,10 @@ class EngineProfile(Strict):
     aliases: list[str] = Field(default_factory=list)
     description: str
     gguf_native: bool = False  # runs GGUF recipes (llama.cpp, Ollama)
+    # The GGUF type the engine's own model source serves when none is named (Ollama's library tags,
+    # llama-server -hf): what a user gets by default, so what fit answers for. Models whose
+    # checkpoint keeps 4-bit float experts (gpt-oss MXFP4) keep them (recipes.serving_recipe).
+    default_gguf_recipe: str | None = None
     kv: KvRules
     working: WorkingMemoryRules
     overhead: OverheadRules

@@ -65,12 +65,19 @@ class UnknownIdError(FitcalcError):
             msg = f"unknown {kind} {given!r}; did you mean: {', '.join(close)}?"
         else:
             msg = f"unknown {kind} {given!r}"
-        super().__init__(msg, hint or f"`fitcalc {_list_command(kind)}` lists the known ids")
+        super().__init__(msg, hint or _list_hint(kind, known))
         self.close_matches = close
 
 
-def _list_command(kind: str) -> str:
-    return {"model": "models", "GPU": "gpus", "engine": "engines", "recipe": "recipes"}.get(kind, "--help")
+def _list_hint(kind: str, known: list[str]) -> str:
+    """Where the known ids are: the command that lists them, or the ids themselves when no command
+    does (engines are few)."""
+    command = {"model": "models", "GPU": "gpus", "recipe": "recipes"}.get(kind)
+    if command is not None:
+        return f"`fitcalc {command}` lists the known ids"
+    if known and len(known) <= 12:
+        return f"one of: {', '.join(known)}"
+    return "`fitcalc --help` lists the commands"
 
 
 class InputError(FitcalcError):

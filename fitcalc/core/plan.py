@@ -68,6 +68,8 @@ class FitResult(BaseModel):
     terms: list[Term]
     warnings: list[str]
     calibration: CalibrationInfo | None = None  # set when terms were scaled by stored engine-log residuals
+    # fit without --engine: another engine's answer for the same GPU, shown because its verdict differs
+    alternative: bool = False
 
 
 def verdict_of(headroom: int, uncertainty: int) -> Verdict:
@@ -277,6 +279,8 @@ class DevicePlacement(BaseModel):
     headroom_bytes: int
     fits: bool
     terms: list[Term]
+    uncertainty_bytes: int = 0  # Σ band × bytes over the terms
+    verdict: Verdict = "fits"  # verdict_of(headroom, uncertainty), the rule fit uses
 
 
 class HostPlacement(BaseModel):
@@ -290,6 +294,7 @@ class HostPlacement(BaseModel):
     mapped: bool  # weights memory-mapped from the model file (page cache) rather than loaded
     holds: str  # what lives in RAM, in words
     terms: list[Term]
+    uncertainty_bytes: int = 0
 
 
 class LayoutChoice(BaseModel):
@@ -572,6 +577,9 @@ class Plan(BaseModel):
     fits: bool
     layout: LayoutChoice | None
     placement: list[DevicePlacement]
+    verdict: Verdict = "fits"  # the worst of the devices' (and a checked RAM's) verdicts, fit's rule
+    headroom_bytes: int | None = None  # of the device (or RAM) that decides the verdict
+    uncertainty_bytes: int = 0  # of that same device
     host: HostPlacement | None
     max_context: int | None  # at this batch, on this placement
     max_context_limit: int | None  # the model's own maximum
@@ -695,9 +703,11 @@ def place(p: Prepared, hw: Hardware, lay: Layout, workload: Workload) -> tuple[l
     for i, (d, sh, role) in enumerate(zip(hw.devices, asg.gpus, asg.roles)):
         fp = estimate(p, d, workload, share=sh)
         need = fp.total_bytes
+        unc = fp.uncertainty_bytes
         out.append(DevicePlacement(index=i, device=d.label, device_id=d.profile_id, role=role, required_bytes=need,
                                    available_bytes=d.memory_bytes, headroom_bytes=d.memory_bytes - need,
-                                   fits=need <= d.memory_bytes, terms=list(fp.terms)))
+                                   fits=need <= d.memory_bytes, terms=list(fp.terms), uncertainty_bytes=unc,
+                                   verdict=verdict_of(d.memory_bytes - need, unc)))
     host = None
     if asg.host_holds_anything:
         fp = host_estimate(p, asg.host, workload)
@@ -718,8 +728,25 @@ def place(p: Prepared, hw: Hardware, lay: Layout, workload: Workload) -> tuple[l
         host = HostPlacement(required_bytes=need, available_bytes=avail,
                              headroom_bytes=None if avail is None else avail - need, fits=avail is None or need <= avail,
                              weights_bytes=fp.by_prefix("weights"), mapped=p.engine.weights.mmap_weights,
-                             holds=", ".join(holds) or "buffers only", terms=list(fp.terms))
+                             holds=", ".join(holds) or "buffers only", terms=list(fp.terms),
+                             uncertainty_bytes=fp.uncertainty_bytes)
     return out, host, asg
+
+
+_SEVERITY = {"does not fit": 0, "tight": 1, "fits": 2}
+
+
+def plan_verdict(devices: list[DevicePlacement], host: HostPlacement | None) -> dict:
+    """The plan's verdict by fit's rule (``verdict_of``) on each device and on a checked RAM: the
+    worst one, with the headroom and uncertainty behind it (Plan.verdict/headroom/uncertainty)."""
+    rows = [(d.verdict, d.headroom_bytes, d.uncertainty_bytes) for d in devices]
+    if host is not None and host.headroom_bytes is not None:
+        rows.append((verdict_of(host.headroom_bytes, host.uncertainty_bytes), host.headroom_bytes,
+                     host.uncertainty_bytes))
+    if not rows:
+        return {}
+    v, head, unc = min(rows, key=lambda r: (_SEVERITY[r[0]], r[1] - r[2]))
+    return {"verdict": v, "headroom_bytes": head, "uncertainty_bytes": unc}
 
 
 @dataclass(frozen=True)
@@ -937,6 +964,8 @@ def _plan_of_fit(ask: _PlanAsk, chosen, first: Prepared, needed, target0: int, b
     speed = speed_at(p, speed_setup(p, sub, asg, lay), w, depth=prompt, prompt=prompt)
     knobs = _knobs(p, lay, n_used, ctx, ask.batch, p.kv_fmt.id if p.kv_fmt else None)
     flags = engine_flags(ask.engine, model_reference(ask.engine, model, p.recipe.id), knobs)
+    if flags.model_ref is not None and not flags.model_ref.found and flags.model_ref.note:
+        notes.append(flags.model_ref.note)
     if n_used < len(hw.devices):
         notes.append(f"the layout uses {n_used} of the {len(hw.devices)} GPUs given")
     if any(d.is_budget for d in sub.devices):
@@ -953,7 +982,8 @@ def _plan_of_fit(ask: _PlanAsk, chosen, first: Prepared, needed, target0: int, b
         recipe_name=p.recipe.display_name or p.recipe.id, bits_per_weight=round(_bits(p), 3),
         kv_dtype=p.kv_fmt.id if p.kv_fmt else None, context=ctx, batch=ask.batch, prompt_tokens=prompt,
         fits=all(d.fits for d in devices) and (host is None or host.fits), layout=layout_choice(p, lay, n_used),
-        placement=devices, host=host, max_context=max_ctx, max_context_limit=limit, max_batch=max_batch,
+        placement=devices, host=host, **plan_verdict(devices, host), max_context=max_ctx, max_context_limit=limit,
+        max_batch=max_batch,
         max_batch_bound=MAX_BATCH_BOUND, gpus_needed=needed[0] if needed else None, gpus_needed_device=d0.label,
         gpus_needed_recipe=first.recipe.id, gpus_needed_context=target0,
         gpus_needed_layout=layout_choice(first, needed[1], needed[0]) if needed else None,
@@ -988,7 +1018,8 @@ def _no_fit_plan(p: Prepared, hw: Hardware, w: Workload, needed: tuple[int, Layo
         recipe_name=p.recipe.display_name or p.recipe.id, bits_per_weight=round(_bits(p), 3),
         kv_dtype=p.kv_fmt.id if p.kv_fmt else None, context=w.context, batch=w.batch,
         prompt_tokens=w.prompt_tokens or w.context, fits=False, layout=layout_choice(p, lay, n), placement=devices,
-        host=host, max_context=None, max_context_limit=model_context_limit(p), max_batch=None,
+        host=host, **{**plan_verdict(devices, host), "verdict": "does not fit"}, max_context=None,
+        max_context_limit=model_context_limit(p), max_batch=None,
         max_batch_bound=MAX_BATCH_BOUND, gpus_needed=needed[0], gpus_needed_device=hw.devices[0].label,
         gpus_needed_recipe=p.recipe.id, gpus_needed_context=w.context,
         gpus_needed_layout=layout_choice(p, needed[1], needed[0]),
@@ -1032,7 +1063,7 @@ def _closest(cands: list[Prepared], hw: Hardware, w: Workload, max_gpus: int) ->
             f"closest is {p.recipe.id} on {n} × {d0.label} with {lc.description}, short by {format_bytes(over)} {where}")
 
 
-__all__ = ["FitResult", "fit_device", "solve_max_context", "fits_fast", "verdict_of", "context_step", "drafts",
+__all__ = ["FitResult", "fit_device", "plan_verdict", "solve_max_context", "fits_fast", "verdict_of", "context_step", "drafts",
            "largest", "solve_max_context_on", "solve_max_batch", "solve_gpu_count", "plan_offload", "find_layout",
            "tensor_layouts", "balanced_split", "make_plan", "Plan", "Hardware", "DevicePlacement", "HostPlacement",
            "NoFitError", "shortfall", "fits_on", "place", "kv_candidates", "assignment", "layout_choice", "speed_setup",

@@ -138,6 +138,20 @@ def keeps_low_bit_groups(model: ModelSpec, recipe: RecipeSpec) -> bool:
     return True
 
 
+def serving_recipe(model: ModelSpec, gguf_native: bool, default_gguf: str | None) -> str | None:
+    """The recipe an engine runs ``model`` in when the user names none: for a GGUF engine with a
+    ``default_gguf`` type (Ollama's library, llama-server -hf: Q4_K_M), that type, unless the
+    checkpoint holds 4-bit float groups, which those engines keep as they are (gpt-oss: MXFP4_MOE);
+    None (the checkpoint's own) for every other engine."""
+    if not gguf_native or default_gguf is None:
+        return None
+    mxfp4_moe = GENERIC_RECIPES["mxfp4_moe"]
+    low = [f for f in model.native_recipe.rules.values() if f in _SAME_NUMBERS]
+    if low:
+        return mxfp4_moe.id if keeps_low_bit_groups(model, mxfp4_moe) else None
+    return default_gguf
+
+
 def recipe_candidates(model: ModelSpec, gguf: bool) -> list[RecipeSpec]:
     """Recipes a plan may choose for ``model`` on a GGUF or a checkpoint engine, unsorted: the
     checkpoint's own (checkpoint engines), the common alternatives, and for a model with MXFP4

@@ -412,6 +412,9 @@ class GpuProfile(Strict):
     driver_names: list[str] = Field(default_factory=list)
     vendor: Vendor
     family: str  # ampere, ada, hopper, blackwell, blackwell-consumer, turing, cdna2, cdna3, rdna3, apple-m, xe-hpg ...
+    # Who buys it, which says what it usually runs: desktops and Macs run llama.cpp/Ollama (GGUF),
+    # datacenter cards vLLM/SGLang (fitcalc.core.choose.suited_engines).
+    segment: Literal["consumer", "workstation", "apple", "datacenter"] = "datacenter"
     marketed_memory: str  # the label as sold, e.g. "24 GB GDDR6X"
     memory_bytes: PositiveInt  # as the driver reports it (nvidia-smi memory.total MiB x 2^20, rocm-smi bytes)
     memory_reported: str  # the raw reading, e.g. "24564 MiB (nvidia-smi memory.total)"
@@ -515,6 +518,7 @@ class Device(Strict):
     native_formats: list[str] = Field(default_factory=list)
     family: str | None = None
     vendor: str | None = None
+    segment: str | None = None  # GpuProfile.segment; None for a raw budget
     sm_count: PositiveInt | None = None
     compute_capability: str | None = None  # "9.0": sizes the CUDA context and PyTorch's cuBLAS workspace
     unified_memory: bool = False
@@ -531,8 +535,8 @@ class Device(Strict):
     @classmethod
     def from_profile(cls, p: GpuProfile) -> Device:
         return cls(label=p.display_name, memory_bytes=p.planning_budget_bytes, reserved_bytes=p.reserved_bytes,
-                   native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, sm_count=p.sm_count,
-                   compute_capability=p.compute_capability,
+                   native_formats=list(p.native_formats), family=p.family, vendor=p.vendor, segment=p.segment,
+                   sm_count=p.sm_count, compute_capability=p.compute_capability,
                    unified_memory=p.unified_memory, profile_id=p.id, bandwidth_bytes_per_s=p.bandwidth_bytes_per_s,
                    dense_tflops={str(k): float(v) for k, v in p.dense_tflops.items()}, pcie_gen=p.pcie_gen)
 

@@ -283,6 +283,22 @@ def load_model(name: str) -> ModelSpec:
     return load_model_file(data_dir("model_specs") / f"{mid}.yaml", ModelSpec)
 
 
+def close_hub_names(name: str, cutoff: float = 0.9) -> list[str]:
+    """Bundled Hub names (``org/name`` as the spec writes it) one typo away from ``name``: same org
+    (case ignored), difflib ratio at least ``cutoff`` on the whole id. ``openai/gpt-oss-21b``
+    gives ``openai/gpt-oss-20b``; a Hub name with no bundled neighbour gives nothing."""
+    import difflib
+
+    want = name.strip().split("@", 1)[0].lower()
+    org = want.split("/", 1)[0]
+    names: dict[str, str] = {}
+    for p in sorted(data_dir("model_specs").glob("*.yaml")):
+        m = re.search(r"^hf_repo:\s*(\S+)", p.read_text(encoding="utf-8")[:MAX_DATA_FILE_BYTES], re.M)
+        if m and m.group(1).lower().split("/", 1)[0] == org:
+            names[m.group(1).lower()] = m.group(1)
+    return [names[k] for k in difflib.get_close_matches(want, list(names), n=3, cutoff=cutoff)]
+
+
 def load_all_models() -> list[ModelSpec]:
     return [load_model(i) for i in model_ids()]
 

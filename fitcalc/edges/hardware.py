@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from fitcalc.edges import catalog
-from fitcalc.core.errors import InputError, UnitError
+from fitcalc.core.errors import InputError, UnitError, UnknownIdError
 from fitcalc.core.spec import MAX_GPU_COUNT, GpuProfile, GpuTarget
 from fitcalc.core.units import GiB, MiB, format_bytes, parse_bytes
 
@@ -37,9 +37,8 @@ from fitcalc.core.units import GiB, MiB, format_bytes, parse_bytes
 # A leading number means the user meant a size: "24GiB", "80GB", "24G" (an error with a hint).
 _SIZE_LIKE = re.compile(r"^\s*[0-9.][0-9_,.]*\s*[A-Za-z]*\s*$")
 _BARE_NUMBER = re.compile(r"^\s*[0-9][0-9_,]*\s*$")
-_COUNT_FIRST = re.compile(r"^\s*([0-9]+)\s*[x×*]\s*(.+)$", re.IGNORECASE)
 
-GPU_OPTION_HINT = "write an id or alias (h100-sxm, 4090), optionally :COUNT (h100-sxm:8), or a budget (24GiB, 80GB:2)"
+GPU_OPTION_HINT = "write an id or alias (h100-sxm, 4090), optionally :COUNT (h100-sxm:8), or a budget (24GiB, 75GiB:2)"
 
 
 def parse_gpu_option(text: str) -> GpuTarget:
@@ -73,21 +72,71 @@ def parse_gpu_option(text: str) -> GpuTarget:
     if gid is not None:
         return target_from_profile(catalog.load_gpu(gid), count)
 
+    times = _times_form(name)
+    if times is not None:
+        raise UnknownIdError("GPU", name, [], suggestions=[times],
+                             hint=f"write --gpu {times} for {times.rpartition(':')[2]} devices")
     if _BARE_NUMBER.match(name):
         # "4070" is neither a known GPU nor a size with a unit; say both.
         raise catalog.unknown_gpu_error(
             name, hint="a memory budget needs a unit (24GiB = 24x2^30 bytes, 24GB = 24x10^9); "
                        "`fitcalc gpus` lists the known GPUs")
     if _SIZE_LIKE.match(name):
-        budget = parse_bytes(name)  # strict: "24G" raises UnitError with a hint
+        _refuse_card_label(name, count)
+        try:
+            budget = parse_bytes(name)  # strict: "24G" raises UnitError with a hint
+        except UnitError:
+            # "4060ti" starts like a size but is part of a card's id (rtx-4060-ti-16gb)
+            key = catalog.gpu_name_key(name)
+            close = [g for g in catalog.close_gpu_ids(name) if len(key) >= 4 and key in catalog.gpu_name_key(g)]
+            if not close:
+                raise
+            raise catalog.unknown_gpu_error(name, hint=f"write --gpu {close[0]}; `fitcalc gpus` lists them all") \
+                from None
         if budget < MiB:
             raise UnitError(f"--gpu budget {name!r} is {budget} bytes, less than 1 MiB",
-                            hint="a per-device budget such as 24GiB or 80GB")
+                            hint="a per-device budget such as 24GiB or 80000MB")
         return target_from_budget(budget, count, system="si" if _is_si(name) else "iec")
 
-    m = _COUNT_FIRST.match(name)
-    hint = f"write {m.group(2).strip()}:{m.group(1)} for {m.group(1)} devices" if m else None
+    close = catalog.close_gpu_ids(name)
+    hint = f"write --gpu {close[0]}; `fitcalc gpus` lists them all" if close else None
     raise catalog.unknown_gpu_error(name, hint=hint)
+
+
+def _times_form(name: str) -> str | None:
+    """``4090x2``, ``2x4090``, ``2 × h100``: the ``NAME:COUNT`` that says it, when one side is a
+    whole number and the other a known GPU; else None."""
+    for i, ch in enumerate(name):
+        if ch.lower() not in "x×*":
+            continue
+        left, right = name[:i].strip(), name[i + 1:].strip()
+        for gpu, n in ((left, right), (right, left)):
+            if n.isdigit() and int(n) > 0 and gpu and catalog.resolve_gpu_id(gpu):
+                return f"{catalog.resolve_gpu_id(gpu)}:{int(n)}"
+    return None
+
+
+# "80GB", "24 gb": how a card's memory is printed on its box. Read as a raw budget it would be
+# 80x10^9 bytes (74.51 GiB), which no 80 GB card offers (an H100 reports 79.65 GiB).
+# ("24Gb" is bits: units.parse_bytes refuses it with its own hint.)
+_CARD_LABEL = re.compile(r"^\s*([0-9]+)\s*(?:GB|gb)\s*$")
+
+
+def _refuse_card_label(name: str, count: int) -> None:
+    """Raise when ``name`` is a whole number of GB that some catalog card is sold with, naming
+    those cards and the spellings of a raw budget."""
+    m = _CARD_LABEL.match(name)
+    if not m:
+        return
+    gb = int(m.group(1))
+    cards = [g.id for g in catalog.load_all_gpus()
+             if re.match(rf"^\s*{gb}\s*GB\b", g.marketed_memory or "", re.IGNORECASE)]
+    if not cards:
+        return
+    suffix = f":{count}" if count > 1 else ""
+    raise InputError(f"--gpu {name}{suffix} is a card's label; cards sold with {gb} GB: {', '.join(cards)}",
+                     hint=f"write --gpu {cards[0]}{suffix} for the card, or a raw budget as --gpu {gb * 1000}MB{suffix} "
+                          f"({gb}x10^9 bytes) or --gpu {gb}GiB{suffix} ({gb}x2^30 bytes)")
 
 
 def target_from_profile(profile: GpuProfile, count: int = 1) -> GpuTarget:

@@ -26,8 +26,45 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # help as wide as the terminal (click's default stops at 80 columns)
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 160},
 )
+
+
+def _plain_help() -> None:
+    """Help that reads like a CLI's: ``--gpu GPU`` and ``MODEL`` where typer writes ``<list[str]>``,
+    ``<str>`` and ``{MODEL}``; examples one per line where click would run them together. typer
+    has no setting for either, so its two display methods and the epilog formatter are replaced
+    for this process (the `fitcalc` command only; fitcalc.api never imports this module)."""
+    import typer.core as tc
+
+    def option_metavar(self, ctx):
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        return max(self.opts, key=len).lstrip("-").replace("-", "_").upper()
+
+    def argument_usage(self):
+        return self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+
+    def examples_epilog(self, ctx, formatter):
+        if not self.epilog:
+            return
+        head, _, rest = self.epilog.partition(":")
+        formatter.write_paragraph()
+        formatter.write_text(head + ":")
+        with formatter.indentation():
+            for example in rest.split("   |   "):
+                formatter.write(" " * formatter.current_indent + example.strip() + "\n")
+
+    tc.TyperOption.display_type_rich = option_metavar
+    tc.TyperArgument.display_type_rich = lambda self, ctx: None
+    tc.TyperArgument._usage_display_name = argument_usage
+    tc.TyperCommand.format_epilog = examples_epilog
+
+
+_plain_help()
 
 # ---- shared options, declared once --------------------------------------------------------
 
@@ -124,16 +161,19 @@ def size(model: ModelArg, recipe: RecipeOpt = None, json_out: JsonOpt = False,
 
 
 ContextOpt = Annotated[Optional[str], typer.Option(
-    "--context", "-c", help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
-BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+    "--context", "-c", metavar="TOKENS",
+    help="tokens per sequence (prompt + output), e.g. 8192 or 128k; fit's default: 8192")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", metavar="N", help="concurrent sequences")]
 EngineOpt = Annotated[Optional[str], typer.Option(
-    "--engine", "-e", help="auto (default: llama.cpp for GGUF recipes, else vllm), vllm, llama.cpp, ollama, "
-                           "sglang, transformers, torch")]
+    "--engine", "-e", help="auto (default: what the GPU usually runs: llama.cpp on consumer and Apple GPUs, "
+                           "vllm on datacenter GPUs; llama.cpp for GGUF recipes), vllm, llama.cpp, ollama, "
+                           "sglang, transformers, torch. GGUF engines default to the type their library serves "
+                           "(Q4_K_M; gpt-oss: its MXFP4 experts)")]
 KvDtypeOpt = Annotated[Optional[str], typer.Option(
-    "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
+    "--kv-dtype", metavar="DTYPE", help="KV cache dtype: bf16, fp16, fp8, q8_0, q4_0 ... (default: the engine's)")]
 GpuOpt = Annotated[Optional[list[str]], typer.Option(
-    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090, 'rtx 4090'), ID:COUNT (h100-sxm:8), or a budget "
-                        "(24GiB, 80GB); repeat for several. Default: detected GPUs, else popular ones")]
+    "--gpu", "-g", help="GPU id or alias (rtx-4090, 4090), ID:COUNT (h100-sxm:8), or a budget (24GiB, "
+                        "80000MB); repeat for several. Default: detected GPUs, else popular ones")]
 
 
 CalibratedOpt = Annotated[Optional[bool], typer.Option(
@@ -175,10 +215,11 @@ EngineVersionOpt = Annotated[Optional[str], typer.Option(
 def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: BatchOpt = 1,
         engine: EngineOpt = None, kv_dtype: KvDtypeOpt = None, recipe: RecipeOpt = None, json_out: JsonOpt = False,
         check: Annotated[bool, typer.Option("--check", help="exit 3 unless every configuration fits")] = False,
-        explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
+        explain: Annotated[bool, typer.Option(
+            "--explain", help="add each GPU's terms, capacity bar and every term's derivation")] = False,
         source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
         engine_version: EngineVersionOpt = None, set_: SetOpt = None) -> None:
-    """Does MODEL fit these GPUs? Verdict, headroom, terms and the largest context, per GPU."""
+    """Does MODEL fit these GPUs? One line per GPU: verdict, needs/of, headroom, largest context."""
     from fitcalc import api
     from fitcalc.core.units import parse_count
 
@@ -191,7 +232,7 @@ def fit(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch: 
         from fitcalc.shell.render import render_fit
 
         render_fit(results, explain=explain)
-    if check and not all(r.fits for r in results):
+    if check and not all(r.fits for r in results if not r.alternative):  # an alternative engine's row is advice
         raise typer.Exit(exitcodes.DOES_NOT_FIT)
 
 
@@ -404,7 +445,7 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
     measured); 1 bad input, PyTorch/device missing, or a rank that died, hung or crashed (the message names it)."""
     from fitcalc import api
     from fitcalc.core.units import parse_count
-    from fitcalc.shell.render import progress_line, render_verify
+    from fitcalc.shell.render import PhaseProgress, render_verify, shows_progress
 
     ctx = parse_count(context) if context is not None else None
     if train:
@@ -415,7 +456,7 @@ def verify(model: ModelArg, device: DeviceOpt = "auto", layers: LayersOpt = None
     result = api.verify(model, device=device, layers=layers, context=ctx, batch=batch, recipe=recipe,
                         kv_dtype=kv_dtype, include_embeddings=not no_embeddings, tolerances=tolerance, record=record,
                         force=force, seed=seed, source=source.lower(),  # type: ignore[arg-type]
-                        progress=progress_line, tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
+                        progress=PhaseProgress(shows_progress(json_out)), tp=tp, pp=pp, ep=ep, launcher=launcher.lower(), timeout=timeout)
     under_torchrun = getattr(result, "layout", None) is not None and result.layout.launcher == "torchrun"
     if under_torchrun and os.environ.get("RANK", "0") != "0":
         pass  # every rank holds the result; rank 0 prints it
@@ -522,7 +563,7 @@ def report(spec: SpecArg,
            yes: YesOpt = False) -> None:
     """Render a report of every scenario in SPEC: Markdown tables, HTML with charts, or JSON/YAML."""
     from fitcalc import api
-    from fitcalc.shell.render import SweepProgress
+    from fitcalc.shell.render import PhaseProgress, SweepProgress, shows_progress
     from fitcalc.edges.report.output import check_writable, pick_format, write_atomic
     from fitcalc.edges.report.writers import FORMATS, render
 
@@ -530,11 +571,14 @@ def report(spec: SpecArg,
     to_file = output is not None and output != "-"
     if to_file:
         check_writable(output)  # fail before the sweep, not after it
-    progress = SweepProgress()
+    watched = shows_progress()
+    progress = SweepProgress(enabled=watched)
     try:
         rep = api.report(spec, yes=yes, progress=progress)
     finally:
         progress.close()
+    if watched and kind == "html":  # the charts take seconds for a few hundred scenarios
+        PhaseProgress(True, "report")(f"drawing the charts of {len(rep.scenarios):,} scenarios …")
     text = render(rep, kind)
     if to_file:
         write_atomic(output, text)
@@ -558,14 +602,14 @@ def check(spec: SpecArg,
           yes: YesOpt = False) -> None:
     """Check SPEC's assertions: exit 0 when all hold, 3 when any fails (one line each), 1 for a bad spec."""
     from fitcalc import api
-    from fitcalc.shell.render import SweepProgress
+    from fitcalc.shell.render import SweepProgress, shows_progress
     from fitcalc.core.report.baseline import diff_lines
     from fitcalc.core.report.checks import summary_line
     from fitcalc.edges.report.output import check_writable, write_atomic
 
     if junit:
         check_writable(junit)
-    progress = SweepProgress()
+    progress = SweepProgress(enabled=shows_progress())
     try:
         rep, diff = api.check(spec, yes=yes, baseline=baseline, progress=progress)
     finally:

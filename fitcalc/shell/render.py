@@ -95,15 +95,23 @@ def render_size(result, explain: bool = False, out: Console | None = None) -> No
 
 
 def render_models(rows, out: Console | None = None) -> None:
+    """One line per model with its id whole, then every other name MODEL takes (the Hub repo first):
+    names are never cut, a long list wraps between names."""
     c = out or console()
-    t = Table(title="bundled model specs", title_justify="left")
-    for col, j in (("id", "left"), ("Hub repo", "left"), ("params", "right"), ("active", "right"),
-                   ("native recipe", "left"), ("on disk", "right")):
-        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    c.print(Text("bundled models, in the checkpoint's own recipe (--json has every field)", style="bold"))
+    t = Table(show_header=True, box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for col, j in (("id", "left"), ("params", "right"), ("active", "right"), ("on disk GiB", "right"),
+                   ("native recipe", "left")):
+        t.add_column(col, justify=j, no_wrap=col != "native recipe")  # type: ignore[arg-type]
     for r in rows:
-        t.add_row(r.id, r.hf_repo or "", format_params(r.params_total), format_params(r.params_active),
-                  r.recipe_name, f"{gib(r.disk_bytes)} ({gb(r.disk_bytes)})")
+        t.add_row(r.id, format_params(r.params_total), format_params(r.params_active),
+                  f"{to_unit(r.disk_bytes, 'GiB'):,.2f}", r.recipe_name)
     c.print(t)
+    c.print(Text("other names MODEL takes (the Hub repo first):", style="bold"))
+    for r in rows:
+        names = [n for n in [r.hf_repo, *r.aliases] if n]
+        if names:
+            c.print(Text(f"  {r.id}: " + ", ".join(names), style="dim"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,20 +124,27 @@ _SEGMENTS = (("weights", "blue"), ("grads", "green"), ("master", "bright_blue"),
 
 
 def capacity_bar(terms, available: int, width: int = 60) -> Text:
-    """A stacked bar of the footprint against the device's capacity (one cell = available / width)."""
-    bar = Text()
-    used_cells = 0
+    """A stacked bar of the footprint against the device's capacity (one cell = max(available,
+    footprint) / width). "over by" is said only when the bytes are over, never from cell rounding."""
     total = sum(t.bytes for t in terms)
     scale = max(available, total)
-    for prefix, style in _SEGMENTS:
-        n = sum(t.bytes for t in terms if t.id.split(".")[0] == prefix)
-        cells = round(n / scale * width)
-        bar.append("█" * cells, style=style)
-        used_cells += cells
+    cells = [(round(sum(t.bytes for t in terms if t.id.split(".")[0] == prefix) / scale * width), style)
+             for prefix, style in _SEGMENTS]
     cap_cell = round(available / scale * width)
+    extra = sum(n for n, _ in cells) - cap_cell
+    if total <= available and extra > 0:
+        # rounded up past the capacity line: take the surplus cells off the largest segments
+        for i in sorted(range(len(cells)), key=lambda k: -cells[k][0]):
+            cut = min(extra, cells[i][0])
+            cells[i] = (cells[i][0] - cut, cells[i][1])
+            extra -= cut
+    bar = Text()
+    for n, style in cells:
+        bar.append("█" * n, style=style)
+    used_cells = sum(n for n, _ in cells)
     if used_cells < cap_cell:
         bar.append("░" * (cap_cell - used_cells), style="dim")
-    elif used_cells > cap_cell:
+    if total > available:
         bar.append(f" ▲ over by {format_bytes(total - available)}", style="red")
     return bar
 
@@ -156,17 +171,94 @@ def terms_table(terms) -> Table:
     return t
 
 
+def _gpu_name(r) -> str:
+    """The id a user types (rtx-4060-ti-16gb, h100-sxm:8), whole; a raw budget by its size."""
+    name = r.device_id or r.device.removesuffix(" budget")
+    return f"{name}:{r.count}" if r.count > 1 else name
+
+
+def _num_gib(n: int) -> str:
+    return f"{to_unit(n, 'GiB'):,.2f}"
+
+
+def _context_cell(r) -> str:
+    if r.max_context is None:
+        return "—"
+    return f"{r.max_context:,}" + (" max" if r.max_context_limit and r.max_context >= r.max_context_limit else "")
+
+
+def fit_table(results) -> Table:
+    """One row per GPU (and per engine where the engine changes the answer): every cell a whole value."""
+    t = Table(show_header=True, box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for col, j in (("GPU", "left"), ("engine", "left"), ("verdict", "left"), ("needs/of GiB", "right"),
+                   ("headroom ± GiB", "right"), ("max context", "right")):
+        t.add_column(col, justify=j, no_wrap=col != "GPU")  # type: ignore[arg-type]
+    for r in results:
+        t.add_row(_gpu_name(r), r.engine, Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict]),
+                  f"{_num_gib(r.required_bytes)}/{_num_gib(r.available_bytes)}",
+                  f"{_num_gib(r.headroom_bytes)} ± {_num_gib(r.uncertainty_bytes)}", _context_cell(r))
+    return t
+
+
+def _fit_footer(results) -> list[str]:
+    """What the table's rows assume, said once: recipes per engine, how engines were chosen, the
+    model's limit, where the terms are, and each distinct note."""
+    r0 = results[0]
+    recipes = dict.fromkeys(f"{r.engine} {r.recipe}" for r in results)
+    lines = [f"recipe: {', '.join(recipes)}; KV cache: {', '.join(dict.fromkeys(str(r.kv_dtype) for r in results))}"]
+    engines = list(dict.fromkeys(r.engine for r in results))
+    if any(r.alternative for r in results):
+        lines.append("engine: llama.cpp on consumer and Apple GPUs, vLLM on datacenter GPUs; a second row where "
+                     "the other engine's verdict differs (--engine picks one)")
+    elif len(engines) > 1:
+        lines.append("engine: llama.cpp on consumer and Apple GPUs, vLLM on datacenter GPUs (--engine picks one)")
+    if any(r.max_context_limit and r.max_context and r.max_context >= r.max_context_limit for r in results):
+        lines.append(f"max: {r0.model}'s own maximum context, {r0.max_context_limit:,} tokens")
+    if any(r.verdict == "does not fit" and not r.alternative for r in results):
+        gpu = next(_gpu_name(r) for r in results if r.verdict == "does not fit" and not r.alternative)
+        lines.append(f"does not fit: `fitcalc plan {r0.model} --gpu {gpu}` tries smaller recipes, CPU offload "
+                     "and more GPUs")
+    lines.append("every term of each footprint: --explain; every number in bytes: --json")
+    return lines
+
+
 def render_fit(results, explain: bool = False, out: Console | None = None) -> None:
+    """The answer first: one line per GPU; ``explain`` adds each GPU's terms, bar and derivations."""
+    c = out or console()
+    if not results:
+        return
+    r0 = results[0]
+    c.print(Text(f"{r0.model} at context {r0.context:,} × batch {r0.batch}", style="bold"))
+    c.print(fit_table(results))
+    for line in _fit_footer(results):
+        c.print(Text(line, style="dim"))
+    notes = dict.fromkeys(w for r in results for w in r.warnings)
+    for r in results:
+        if r.calibration is not None:
+            notes.setdefault(r.calibration.note)
+    for n in notes:
+        c.print(Text(f"note: {n}", style="yellow"))
+    if explain:
+        c.print()
+        render_fit_terms(results, out=c)
+
+
+def render_fit_terms(results, out: Console | None = None) -> None:
+    """Per GPU: the head line, the verdict, every term, the capacity bar, the context and KV capacity."""
     c = out or console()
     for r in results:
         count = f"{r.count} × " if r.count > 1 else ""
-        head = Text(f"{r.model} on {count}{r.device}", style="bold")
-        head.append(f" — {r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
-        c.print(head, soft_wrap=True)
-        c.print(verdict_line(r.verdict, r.required_bytes, r.available_bytes, r.count, r.headroom_bytes,
-                             r.uncertainty_bytes), soft_wrap=True)
+        # short lines, each value whole: no line here is longer than 80 columns for any catalog GPU
+        c.print(Text(f"{r.model} on {count}{r.device}", style="bold"))
+        c.print(f"{r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
+        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
+        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
+                 f"{' per GPU' if r.count > 1 else ''}", style="default")
+        c.print(v)
+        c.print(f"headroom {format_bytes(r.headroom_bytes)} ± {format_bytes(r.uncertainty_bytes)}")
         c.print(terms_table(r.terms))
-        c.print(capacity_bar(r.terms, r.available_bytes))
+        # room for " ▲ over by 1,023.99 MiB" beside the bar, so it never wraps
+        c.print(capacity_bar(r.terms, r.available_bytes, width=max(10, min(60, c.width - 24))))
         if r.max_context is None:
             c.print("max context: does not fit even at the smallest context", style="red")
         else:
@@ -174,13 +266,8 @@ def render_fit(results, explain: bool = False, out: Console | None = None) -> No
             c.print(f"max context at batch {r.batch}: {r.max_context:,} tokens{lim}; KV capacity "
                     f"{gib(r.kv_capacity_bytes)}" + (f" ≈ {r.kv_capacity_tokens:,} tokens" if r.kv_capacity_tokens
                                                      else ""))
-        if r.calibration is not None:
-            c.print(Text(r.calibration.note, style="cyan"), soft_wrap=True)
-        for w in r.warnings:
-            c.print(Text(f"note: {w}", style="yellow"), soft_wrap=True)
-        if explain:
-            for term in r.terms:
-                c.print(Text(term.explain, style="dim"), soft_wrap=True)
+        for term in r.terms:
+            c.print(Text(term.explain, style="dim"))
         c.print()
 
 
@@ -264,7 +351,7 @@ def render_verify_train(r, out: Console | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _mib(n: int) -> str:
+def _driver_mib(n: int) -> str:
     """MiB exactly when whole (driver totals usually are), else to one decimal."""
     whole, rest = divmod(n, 1 << 20)
     return f"{whole:,}" if rest == 0 else f"{n / (1 << 20):,.1f}"
@@ -275,26 +362,37 @@ def _tflops(rates: dict, key: str) -> str:
     return "" if v is None else f"{v:g}"
 
 
+def _typeable(aliases: list[str]) -> list[str]:
+    """The aliases a shell takes unquoted (``4090``, ``h100-sxm5``); spaced spellings are the same
+    names with spaces (--gpu ignores spacing and vendor words), so listing them adds nothing."""
+    return [a for a in aliases if " " not in a]
+
+
 def render_gpus(rows, out: Console | None = None) -> None:
+    """One line per profile with its id whole and the aliases --gpu also takes; --json has the rest."""
     c = out or console()
-    t = Table(title="GPU profiles (memory as the driver reports it; TFLOPS dense)", title_justify="left")
-    for col, j in (("id", "left"), ("name", "left"), ("reported MiB", "right"), ("GiB", "right"),
-                   ("label", "left"), ("GB/s", "right"), ("BF16", "right"), ("FP8", "right"),
-                   ("native", "left")):
-        t.add_column(col, justify=j)  # type: ignore[arg-type]
+    c.print(Text("GPU profiles (memory as the driver reports it; dense TFLOPS)", style="bold"))
+    wide = c.width >= 110  # room for the driver's MiB and the vendor's label beside the GiB
+    t = Table(show_header=True, box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    cols = [("id", "left"), *([("reported MiB", "right")] if wide else []), ("GiB", "right"),
+            *([("label", "left")] if wide else []), ("GB/s", "right"), ("BF16", "right"), ("FP8", "right"),
+            *([("FP4", "left")] if wide else []), ("also --gpu", "left")]
+    for col, j in cols:
+        t.add_column(col, justify=j, no_wrap=col not in ("also --gpu", "label"))  # type: ignore[arg-type]
     for r in rows:
         gib_text = f"{to_unit(r.memory_bytes, 'GiB'):.2f}"
         if r.unified_memory:
-            gib_text += f" (GPU {to_unit(r.budget_bytes, 'GiB'):.2f})"
-        bf16 = _tflops(r.dense_tflops, "bf16") or (
-            f"fp16 {_tflops(r.dense_tflops, 'fp16')}" if "fp16" in r.dense_tflops else "")
-        t.add_row(r.id, r.display_name, _mib(r.memory_bytes), gib_text, r.marketed_memory,
-                  f"{to_unit(r.bandwidth_bytes_per_s, 'GB'):g}", bf16, _tflops(r.dense_tflops, "fp8"),
-                  ",".join(f for f in r.native_formats if f in ("fp8", "mxfp4", "nvfp4")) or "-")
+            gib_text = f"{to_unit(r.budget_bytes, 'GiB'):.2f}*"
+        bf16 = _tflops(r.dense_tflops, "bf16") or _tflops(r.dense_tflops, "fp16")
+        t.add_row(r.id, *([_driver_mib(r.memory_bytes)] if wide else []), gib_text,
+                  *([r.marketed_memory] if wide else []), f"{to_unit(r.bandwidth_bytes_per_s, 'GB'):g}", bf16,
+                  _tflops(r.dense_tflops, "fp8"),
+                  *([",".join(f for f in r.native_formats if f in ("mxfp4", "nvfp4"))] if wide else []),
+                  Text(", ".join(_typeable(r.aliases)), style="dim"))
     c.print(t)
-    c.print(Text("reported = nvidia-smi memory.total, rocm-smi/SYCL bytes, or RAM for unified memory "
-                 "(GPU working set in brackets); label = the vendor's, in GB. "
-                 "`fitcalc gpus --json` has every field.", style="dim"), soft_wrap=True)
+    c.print(Text("GiB: nvidia-smi memory.total, rocm-smi/SYCL bytes; * unified memory: the GPU working set. "
+                 "`fitcalc gpus --json` has every field (name, MiB as reported, the vendor's label, formats).",
+                 style="dim"))
 
 
 def render_local_hardware(hw, out: Console | None = None) -> None:
@@ -307,7 +405,7 @@ def render_local_hardware(hw, out: Console | None = None) -> None:
             t.add_column(col, justify=j)  # type: ignore[arg-type]
         for g in hw.gpus:
             free = "" if g.memory_free_bytes is None else f"{to_unit(g.memory_free_bytes, 'GiB'):.2f}"
-            t.add_row(str(g.index), g.name, _mib(g.memory_total_bytes), f"{to_unit(g.memory_total_bytes, 'GiB'):.2f}",
+            t.add_row(str(g.index), g.name, _driver_mib(g.memory_total_bytes), f"{to_unit(g.memory_total_bytes, 'GiB'):.2f}",
                       free, g.driver_version or "", g.compute_capability or "",
                       g.matched_profile_id or "(raw budget)", gib(g.budget_bytes))
         c.print(t)
@@ -348,7 +446,8 @@ def render_check(check, out: Console | None = None) -> None:
 # report sweeps
 # ---------------------------------------------------------------------------------------------
 
-PROGRESS_MIN_SCENARIOS = 500  # below this a sweep takes well under a second: no bar
+PROGRESS_MIN_SCENARIOS = 500  # a sweep this long gets a bar from the start
+PROGRESS_AFTER_S = 1.0  # any shorter sweep gets one once it has run this long (about a second: issue #16)
 
 
 class SweepProgress:
@@ -359,8 +458,9 @@ class SweepProgress:
     trace in a terminal) and only drawn where stderr is a terminal; the closing line is always printed.
     """
 
-    def __init__(self, label: str = "evaluating scenarios"):
+    def __init__(self, label: str = "evaluating scenarios", enabled: bool = True):
         self.label = label
+        self.enabled = enabled
         self._bar = None
         self._task = None
         self._t0 = 0.0
@@ -368,10 +468,12 @@ class SweepProgress:
     def __call__(self, done: int, total: int) -> None:
         import time
 
-        if total < PROGRESS_MIN_SCENARIOS:
+        if not self.enabled:
             return
         if not self._t0:
             self._t0 = time.perf_counter()
+        slow = time.perf_counter() - self._t0 >= PROGRESS_AFTER_S or total >= PROGRESS_MIN_SCENARIOS
+        if self._bar is None and slow and done < total:
             c = console(stderr=True)
             if c.is_terminal:  # elsewhere (CI logs, pipes) a bar is noise: only the closing line
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -385,7 +487,8 @@ class SweepProgress:
         if done >= total:
             self.close()
             dt = time.perf_counter() - self._t0
-            console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
+            if dt >= PROGRESS_AFTER_S or total >= PROGRESS_MIN_SCENARIOS:
+                console(stderr=True).print(Text(f"evaluated {total:,} scenarios in {dt:.2f} s", style="dim"))
 
     def close(self) -> None:
         """Stop the bar (also when the sweep ends in an error)."""
@@ -484,15 +587,26 @@ def _same_rows(rows) -> list[tuple[int, int]]:
     return out
 
 
+def _print_run_steps(c: Console, flags) -> None:
+    """What to paste, step by step, each line whole (a pasted line must not be wrapped)."""
+    for step in flags.steps or [None]:
+        c.print(Text("run:" if step is None or step.what == "run" else f"run ({step.what}):", style="bold"))
+        for line in (step.lines if step is not None else [flags.command]):
+            c.print(Text("  " + line), soft_wrap=True)
+
+
 def render_plan(plan, explain: bool = False, out: Console | None = None) -> None:
     c = out or console()
     head = Text(f"{plan.model} — {plan.engine} — {plan.recipe_name} ({plan.bits_per_weight:.2f} bits/weight), "
                 f"KV {plan.kv_dtype}", style="bold")
     c.print(head, soft_wrap=True)
     lay = plan.layout
-    verdict = Text("FITS" if plan.fits else "DOES NOT FIT", style=_VERDICT_STYLE["fits" if plan.fits else "does not fit"])
+    verdict = Text(plan.verdict.upper(), style=_VERDICT_STYLE[plan.verdict])
     verdict.append(f"  context {plan.context:,} × batch {plan.batch}" + (f" — {lay.description}" if lay else ""),
                    style="default")
+    if plan.headroom_bytes is not None:
+        verdict.append(f"; headroom {format_bytes(plan.headroom_bytes)} ± {format_bytes(plan.uncertainty_bytes)}",
+                       style="default")
     c.print(verdict, soft_wrap=True)
     t = Table(show_header=True, box=None, pad_edge=False)
     for col, j in (("#", "right"), ("device", "left"), ("holds", "left"), ("needs", "right"), ("of", "right"),
@@ -546,11 +660,7 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         for line, n in lines.items():
             c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
     if plan.engine_flags is not None:
-        f = plan.engine_flags
-        c.print("[bold]run:[/bold]")
-        c.print(Text("  " + f.command), soft_wrap=True)
-        for k, v in f.parameters.items():
-            c.print(Text(f"  PARAMETER {k} {v}"), soft_wrap=True)
+        _print_run_steps(c, plan.engine_flags)
     for info in plan.calibration:
         c.print(Text(info.note, style="cyan"), soft_wrap=True)
     for n in plan.notes + (plan.speed.notes if plan.speed else []):
@@ -642,9 +752,28 @@ def _render_verify_ranks(r, c: Console) -> None:
         c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"), soft_wrap=True)
 
 
-def progress_line(message: str) -> None:
-    """A phase of a long measurement, on stderr."""
-    console(stderr=True).print(Text(f"verify: {message}", style="dim"), soft_wrap=True)
+def shows_progress(json_out: bool = False) -> bool:
+    """Progress goes to stderr only for a person watching: stdout a terminal, not --json."""
+    return not json_out and sys.stdout.isatty()
+
+
+class PhaseProgress:
+    """``progress(message)`` for a long measurement: each phase and the work done inside it
+    (layers, tokens), with the seconds since the start, on stderr; silent when ``enabled`` is False."""
+
+    def __init__(self, enabled: bool, label: str = "verify"):
+        import time
+
+        self.enabled = enabled
+        self.label = label
+        self._t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        if self.enabled:
+            dt = time.monotonic() - self._t0
+            console(stderr=True).print(Text(f"{self.label} [{dt:6.1f} s] {message}", style="dim"))
 
 
 def _mib(n: int | None) -> str:

@@ -2,6 +2,7 @@
 exit codes, bad input, OOM as a result, records, and the lazy torch import."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,27 @@ def test_out_of_tolerance_exits_4(runner, app, gpt_oss_file):
     r = runner.invoke(app, ["verify", gpt_oss_file, "--device", "cpu", "--context", "32", "--tolerance", "act=0:0"])
     assert r.exit_code == 4, r.output
     assert "OUT OF TOLERANCE" in r.stdout
+
+
+def test_progress_names_phases_with_elapsed_time_and_work_done(runner, app, gpt_oss_file, monkeypatch):
+    """Issue #16: verify's phases, the seconds since the start and the work done inside a phase, on
+    stderr for a person watching; nothing when stdout is not a terminal (CliRunner's is a buffer)."""
+    import fitcalc.edges.measure.harness as harness
+
+    quiet = runner.invoke(app, ["verify", gpt_oss_file, "--device", "cpu", "--context", "32"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    monkeypatch.setattr("fitcalc.shell.render.shows_progress", lambda json_out=False: not json_out)
+    monkeypatch.setattr(harness, "_every", lambda say, seconds: say)  # every tick, not one a second
+    r = runner.invoke(app, ["verify", gpt_oss_file, "--device", "cpu", "--context", "32"])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert all(re.match(r"verify \[ *\d+\.\d s\] ", line) for line in lines), lines
+    said = "\n".join(lines)
+    for phase in ("weights …", "kv …", "prefill …", "decode …"):
+        assert phase in said
+    assert re.search(r"weights: \d+ of \d+ tensor entries built", said)
+    assert "prefill: 31 of 31 tokens" in said  # context 32: a 31-token prompt, then one decode step
+    assert "verify [" not in r.stdout
 
 
 def test_oom_is_a_result_with_its_own_exit_code(runner, app, gpt_oss_file, monkeypatch):

@@ -27,7 +27,7 @@ def test_vllm_needs_a_gpu_when_the_log_has_no_total(runner, app, write_log, llam
     path = write_log(logs.VLLM_V1)
     r = runner.invoke(app, ["reconcile", path, "--model", llama_spec])
     assert r.exit_code == 1 and "--gpu" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    ok = runner.invoke(app, ["reconcile", path, "--model", llama_spec, "--gpu", "80GB", "--json"])
+    ok = runner.invoke(app, ["reconcile", path, "--model", llama_spec, "--gpu", "80000MB", "--json"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["version_family"] == "0.11"
 
@@ -78,7 +78,7 @@ def test_bad_input_is_one_line_and_exit_1(runner, app, write_log, tmp_path, case
     elif case == "unknown_model":
         # a model name that is neither bundled nor an alias (Llama-3.1-8B itself is in the catalog)
         path = write_log(logs.VLLM_V1.replace("meta-llama/Llama-3.1-8B-Instruct", "acme-labs/Unreleased-8B"))
-        args = ["--gpu", "80GB"]
+        args = ["--gpu", "80000MB"]
     elif case == "bad_set":
         path = write_log(logs.LLAMA_GPT_OSS)
         args = ["--set", "n_cpu_moes=99"]

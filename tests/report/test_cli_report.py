@@ -3,6 +3,7 @@ JUnit parsed back, baselines, and bad input (one line, exit 1, no output file)."
 
 import json
 import os
+import re
 import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_check_fails_with_exit_3_and_one_line_per_failure(runner, app):
 
 def test_check_passes_with_exit_0(runner, app, tmp_path):
     spec = tmp_path / "ok.yaml"
-    spec.write_text("models: [gpt-oss-20b]\ngpus: [24GiB, 80GB]\ncontexts: [8192, 32k]\nengines: [llama.cpp]\n"
+    spec.write_text("models: [gpt-oss-20b]\ngpus: [24GiB, 80000MB]\ncontexts: [8192, 32k]\nengines: [llama.cpp]\n"
                     "assert: {must_fit: true, min_context: 64k, max_vram: 20GiB}\n")
     r = runner.invoke(app, ["check", str(spec)])
     assert r.exit_code == 0, r.output
@@ -305,13 +306,33 @@ def test_written_file_has_ordinary_permissions(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
-def test_long_sweep_reports_progress_on_stderr_only(runner, app, tmp_path):
-    # 25 budgets x 20 contexts = 500 scenarios: the smallest sweep that shows progress
+def test_long_sweep_reports_progress_on_stderr_only(runner, app, tmp_path, monkeypatch):
+    # 25 budgets x 20 contexts = 500 scenarios: a sweep that shows progress from its start
     spec = tmp_path / "sweep.yaml"
     gpus = ", ".join(f"{8 + i}GiB" for i in range(25))
     contexts = ", ".join(str(1024 * (i + 1)) for i in range(20))
     spec.write_text(f"models: [gpt-oss-20b]\ngpus: [{gpus}]\ncontexts: [{contexts}]\nengines: [llama.cpp]\n")
+    # stdout not a terminal (CliRunner's is a buffer): silent, stdout is the document alone
     r = runner.invoke(app, ["report", str(spec), "--format", "json"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout)["summary"]["scenarios"] == 500  # stdout is the document alone
+    assert json.loads(r.stdout)["summary"]["scenarios"] == 500
+    assert r.stderr == ""
+    # a person watching (stdout a terminal): the closing line on stderr, stdout unchanged
+    monkeypatch.setattr("fitcalc.shell.render.shows_progress", lambda json_out=False: not json_out)
+    r = runner.invoke(app, ["report", str(spec), "--format", "json"])
+    assert json.loads(r.stdout)["summary"]["scenarios"] == 500
     assert r.stderr.startswith("evaluated 500 scenarios in ")
+
+
+def test_a_sweep_over_a_second_shows_progress_and_the_chart_phase(runner, app, tmp_path, monkeypatch):
+    # issue #16: the 243-scenario seed sweep ran ~10 s in silence. Any sweep past PROGRESS_AFTER_S says
+    # so (here the threshold is 0 s, so a 2-scenario sweep stands in for a slow one).
+    spec = tmp_path / "small.yaml"
+    spec.write_text("models: [gpt-oss-20b]\ngpus: [24GiB]\ncontexts: [4096, 8192]\nengines: [llama.cpp]\n")
+    monkeypatch.setattr("fitcalc.shell.render.shows_progress", lambda json_out=False: not json_out)
+    monkeypatch.setattr("fitcalc.shell.render.PROGRESS_AFTER_S", 0.0)
+    r = runner.invoke(app, ["report", str(spec), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("evaluated 2 scenarios in ")
+    assert re.match(r"report \[ *\d+\.\d s\] drawing the charts of 2 scenarios", lines[1]), lines

@@ -35,8 +35,9 @@ def test_self_contained(page):
 
 def test_charts_are_inline_svg(page):
     figures = re.findall(r'<figure class="chart" data-chart="([a-z-]+)" id="chart-\d+"><svg ', page)
-    # one memory chart for the model's 12 matrix rows, one for the named scenarios, one max-context chart
-    assert figures == ["memory", "memory", "max-context"]
+    # the max-context chart first (the answer per GPU), then one memory chart for the model's 12 matrix
+    # rows and one for the named scenarios
+    assert figures == ["max-context", "memory", "memory"]
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids)), "every id on the page is unique (the SVGs' ids are prefixed)"
 
@@ -80,10 +81,28 @@ def test_decode_speed_chart_and_column(tmp_path):
     rep = api.report(str(spec))
     page = render(rep, "html")
     figures = re.findall(r'<figure class="chart" data-chart="([a-z-]+)" id="chart-\d+"><svg ', page)
-    assert figures == ["memory", "max-context", "decode-speed"]
+    assert figures == ["max-context", "memory", "decode-speed"]
     assert "Decode speed per GPU at context 8,192" in page
     card = next(r for r in rep.scenarios if r.gpu == "rtx-4090" and r.fit.engine == "llama.cpp")
     v = card.plan.decode_tokens_per_s
     assert v is not None and v >= 100
     assert f'<td class="r">{v:,.0f}</td>' in page  # the tok/s column
     assert '<td class="r">n/a</td>' in page and "no memory bandwidth" in page  # the 16GiB budget
+
+
+def test_the_page_leads_with_the_answer(page):
+    """Issue #16: the summary (counts and the best GPU per model) and the charts come first; the
+    assertions, even failed ones, are folded below them."""
+    summary = page.index('<section id="summary">')
+    best = page.index('<table class="best">')
+    first_chart = page.index('<figure class="chart"')
+    checks = page.index('<details class="more" id="checks">')
+    assert summary < best < first_chart < checks
+    # report-small.yaml has failing assertions: the fold says how many, the table is inside it
+    fold = page[checks:page.index("</details>", checks)]
+    assert re.search(r"<summary>Checks <span class=\"muted\">\(\d+ of \d+ assertions did not hold", fold)
+    assert '<span class="v s-fail">fail</span>' in fold
+    # the best-GPU table names the smallest budget that holds gpt-oss-20b (16GiB of 8GiB, 16GiB, 24GiB...)
+    # and its largest context there (the figure the max-context table shows in its 16GiB column)
+    row = page[best:page.index("</table>", best)]
+    assert "gpt-oss-20b" in row and "16GiB" in row and "108,544" in row

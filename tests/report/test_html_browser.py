@@ -43,13 +43,28 @@ def test_report_in_chromium(html_file):
             const s = f.querySelector('svg'); const r = s ? s.getBoundingClientRect() : null;
             return {kind: f.dataset.chart, w: r ? r.width : 0, h: r ? r.height : 0,
                     paths: s ? s.querySelectorAll('path').length : 0}; })""")
-        assert [c["kind"] for c in charts] == ["memory", "memory", "max-context"]
+        assert [c["kind"] for c in charts] == ["max-context", "memory", "memory"]
         for c in charts:
             assert c["w"] > 600 and c["h"] > 100, c  # drawn, at the width of the page
             assert c["paths"] > 20, c  # bars, ticks and glyphs are there, not an empty frame
         rows = b.js("document.querySelectorAll('table tbody tr').length")
         assert rows >= 3 * 14  # every scenario in the model tables, the speed table and the breakdown
         b.screenshot(ARTIFACTS / "report-desktop.png")
+        # the answer leads: the best-GPU table is on the first screen, the first chart starts within the
+        # second, and the checks are a closed fold below the charts
+        best_top, chart_top, checks_top, checks_open = b.js("""[
+            document.querySelector('table.best').getBoundingClientRect().top + scrollY,
+            document.querySelector('figure.chart').getBoundingClientRect().top + scrollY,
+            document.querySelector('#checks').getBoundingClientRect().top + scrollY,
+            document.querySelector('#checks').open]""")
+        assert best_top < 900 and chart_top < 2 * 900 and chart_top < checks_top and checks_open is False
+
+        b.viewport(1600, 1000)  # a wide screen: tables use its width, none scrolls inside its box
+        b.open(html_file.as_uri())
+        cut = b.js("""Array.from(document.querySelectorAll('div.scroll')).filter(
+            d => d.scrollWidth > d.clientWidth + 1).map(d => d.querySelector('caption, th').textContent)""")
+        assert cut == [], f"tables cut at 1600 px: {cut}"
+        b.screenshot(ARTIFACTS / "report-wide.png")
 
         b.viewport(390, 844, mobile=True, scale=2)  # a phone: 390 CSS px wide
         b.open(html_file.as_uri())

@@ -20,12 +20,13 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_every_row_matches_fit(tmp_path):
     """Each scenario's numbers are exactly what `fitcalc fit` gives for the same inputs."""
-    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [8GiB, 16GiB, '12GiB:2', 80GB]\n"
+    spec = write(tmp_path, "models: [gpt-oss-20b]\ngpus: [8GiB, 16GiB, '12GiB:2', 80000MB]\n"
                            "contexts: [4k, 32k, 128k]\nbatches: [1, 4]\nengines: [llama.cpp, vllm]\n")
     _, cases, rep = build_report(spec)
     assert len(rep.scenarios) == 4 * 3 * 2 * 2
     for c, r in zip(cases, rep.scenarios):
-        (ref,) = api.fit("gpt-oss-20b", [c.gpu], c.context, c.batch, c.engine)
+        # the spec's recipe as written ("native": the checkpoint's own), which fit takes as --recipe
+        (ref,) = api.fit("gpt-oss-20b", [c.gpu], c.context, c.batch, c.engine, recipe=c.recipe)
         got = r.fit
         for key in ("required_bytes", "available_bytes", "headroom_bytes", "uncertainty_bytes", "verdict",
                     "max_context", "kv_capacity_bytes", "count"):
@@ -115,7 +116,7 @@ def test_lookups_and_solves_happen_once(monkeypatch):
     assert len(solves) == 3  # once per GPU: the max context does not depend on the context asked for
     # and the cached answer is the one a fresh solve gives
     for r in results:
-        (ref,) = api.fit("gpt-oss-20b", [r.gpu], r.fit.context, 1, "llama.cpp")
+        (ref,) = api.fit("gpt-oss-20b", [r.gpu], r.fit.context, 1, "llama.cpp", recipe="native")
         assert r.fit.max_context == ref.max_context
 
 

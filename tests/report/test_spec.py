@@ -34,13 +34,13 @@ def test_simplest_spec_works_as_written(tmp_path):
 
 
 def test_matrix_is_the_product_of_every_list(tmp_path):
-    s = spec_of(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, 'h100-sxm:8', {gpu: 80GB, count: 2}]\n"
+    s = spec_of(tmp_path, "models: [gpt-oss-20b]\ngpus: [24GiB, 'h100-sxm:8', {gpu: 80000MB, count: 2}]\n"
                           "contexts: [4k, 8k]\nbatches: [1, 4, 16]\nengines: [vllm, llama.cpp]\n"
                           "recipes: [native, q4_k_m]\nkv_dtypes: [auto, fp8]\n")
     assert matrix_size(s) == 1 * 3 * 2 * 3 * 2 * 2 * 2  # = 144
     names = [c.name for c in expand(s)]
     assert len(set(names)) == 144
-    assert "gpt-oss-20b @ 80GB:2 ctx=4096 batch=16 engine=llama.cpp recipe=q4_k_m kv=fp8" in names
+    assert "gpt-oss-20b @ 80000MB:2 ctx=4096 batch=16 engine=llama.cpp recipe=q4_k_m kv=fp8" in names
 
 
 def test_defaults_and_named_scenarios(tmp_path):

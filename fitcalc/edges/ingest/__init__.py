@@ -6,7 +6,8 @@
    ``.safetensors`` file, a ``.gguf`` file, or a spec ``.yaml``;
 2. a bundled spec: its id, its ``hf_repo`` or an alias;
 3. a Hub repo id, ``org/name`` or ``org/name@revision`` (config.json and the safetensors headers
-   by range requests, never the weights).
+   by range requests, never the weights), or a GGUF repo, ``org/name[:QUANT]`` (the chosen
+   file's GGUF header by range requests).
 
 ``kind`` forces one of them: ``local``, ``catalog`` or ``hub``. docs/sources.md has the details.
 """
@@ -24,7 +25,8 @@ SourceKind = Literal["auto", "catalog", "local", "hub"]
 SOURCE_KINDS = ("auto", "catalog", "local", "hub")
 
 # org/name with an optional @revision; the Hub allows letters, digits, '-', '_' and '.'.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?:@[\w./-]+)?$")
+# org/name, an optional :QUANT (a GGUF repo's file, as llama-server -hf takes it), an optional @revision
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?(?:@[\w./-]+)?$")
 
 
 def looks_like_hub_id(text: str) -> bool:
@@ -53,9 +55,33 @@ def resolve_model(source: str, kind: SourceKind = "auto") -> ModelSpec:
                 raise
     if not looks_like_hub_id(source):
         raise ModelSourceError(f"{source!r} is not a Hub repo id", hint="write it as org/name or org/name@revision")
-    from fitcalc.edges.ingest import hub
+    if kind == "auto" and ":" not in source:  # org/name:QUANT names a GGUF file, typed on purpose
+        _refuse_near_miss(source)
+    from fitcalc.edges.ingest import hub, hub_gguf
 
-    return hub.load_hub_model(source)
+    if hub_gguf.split_quant(source)[1] is not None:
+        return hub_gguf.load_hub_gguf(source)
+    try:
+        return hub.load_hub_model(source)
+    except hub.HubError as e:
+        if getattr(e, "missing", None) != "config.json":
+            raise
+        return hub_gguf.load_hub_gguf(source)  # no config.json: a GGUF repo
+
+
+def _refuse_near_miss(source: str) -> None:
+    """A Hub id one typo from a bundled model's (``openai/gpt-oss-21b``) is answered with the bundled
+    one before any network request; ``--source hub`` reads the id as typed. A repo already in the
+    Hugging Face cache was read before on purpose and is not questioned."""
+    from fitcalc.edges import catalog
+    from fitcalc.edges.ingest.hub import HubSettings
+
+    close = catalog.close_hub_names(source)
+    repo = source.split("@", 1)[0]
+    if close and not (HubSettings.from_env().hub_cache / ("models--" + repo.replace("/", "--"))).is_dir():
+        raise UnknownIdError("model", source, [], suggestions=close,
+                             hint=f"the bundled one is {close[0]}; to read {source} from the Hub as typed, "
+                                  f"add --source hub")
 
 
 def _looks_like_path(text: str) -> bool:

@@ -179,54 +179,59 @@ def read_gguf_header(path: Path) -> GGUFHeader:
     except OSError as e:
         raise GGUFError(f"{where}: cannot read ({e.strerror or e})", hint="check the path") from None
     with f:
-        c = _Cursor(f, where, size)
-        if size < 4 or c.read(4, "the magic") != GGUF_MAGIC:
-            raise GGUFError(f"{where}: not a GGUF file (bad magic)", hint="GGUF files start with the bytes 'GGUF'")
-        raw_version = c.read(4, "the version")
-        version = struct.unpack("<I", raw_version)[0]
-        if version & 0xFFFF == 0 and version != 0:  # written big-endian (gguf-py does the same test)
-            c.endian = ">"
-            version = struct.unpack(">I", raw_version)[0]
-        if version not in SUPPORTED_VERSIONS:
-            raise GGUFError(f"{where}: GGUF version {version} is not supported (2 and 3 are)",
-                            hint="convert the model with a current llama.cpp")
-        n_tensors = c.u64("the tensor count")
-        n_kv = c.u64("the key-value count")
-        # Each key-value takes at least 12 bytes and each tensor info at least 24: counts that
-        # cannot fit in the file are refused before any loop runs.
-        c.need(n_kv * 12 + n_tensors * 24, f"{n_kv:,} key-values and {n_tensors:,} tensor infos")
-        kv: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = c.string("a key") or ""
-            vtype = c.u32(key)
-            kv[key] = _value(c, vtype, key)
-        infos = []
-        for _ in range(n_tensors):
-            name = c.string("a tensor name") or ""
-            n_dims = c.u32(name)
-            if not 1 <= n_dims <= MAX_DIMS:
-                raise GGUFError(f"{where}: tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
-            ne = [c.u64(name) for _ in range(n_dims)]
-            ttype = c.u32(name)
-            offset = c.u64(name)
-            infos.append((name, ne, ttype, offset))
-        align = kv.get("general.alignment", 32)
-        if not isinstance(align, int) or align <= 0 or align & (align - 1):
-            raise GGUFError(f"{where}: general.alignment {align!r} is not a power of two")
-        data_start = c.pos + (-c.pos % align)
-    tensors, format_of = _tensor_records(infos, path, align, data_start, size)
+        return read_gguf_stream(f, where, size, path.name)
+
+
+def read_gguf_stream(f: BinaryIO, where: str, size: int, filename: str) -> GGUFHeader:
+    """The same from any object with ``read(n)`` and ``seek(n, 1)`` (a local file, or a Hub file
+    read by HTTP range requests: fitcalc.edges.ingest.hub): the header only, never the data."""
+    c = _Cursor(f, where, size)
+    if size < 4 or c.read(4, "the magic") != GGUF_MAGIC:
+        raise GGUFError(f"{where}: not a GGUF file (bad magic)", hint="GGUF files start with the bytes 'GGUF'")
+    raw_version = c.read(4, "the version")
+    version = struct.unpack("<I", raw_version)[0]
+    if version & 0xFFFF == 0 and version != 0:  # written big-endian (gguf-py does the same test)
+        c.endian = ">"
+        version = struct.unpack(">I", raw_version)[0]
+    if version not in SUPPORTED_VERSIONS:
+        raise GGUFError(f"{where}: GGUF version {version} is not supported (2 and 3 are)",
+                        hint="convert the model with a current llama.cpp")
+    n_tensors = c.u64("the tensor count")
+    n_kv = c.u64("the key-value count")
+    # Each key-value takes at least 12 bytes and each tensor info at least 24: counts that
+    # cannot fit in the file are refused before any loop runs.
+    c.need(n_kv * 12 + n_tensors * 24, f"{n_kv:,} key-values and {n_tensors:,} tensor infos")
+    kv: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = c.string("a key") or ""
+        vtype = c.u32(key)
+        kv[key] = _value(c, vtype, key)
+    infos = []
+    for _ in range(n_tensors):
+        name = c.string("a tensor name") or ""
+        n_dims = c.u32(name)
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise GGUFError(f"{where}: tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+        ne = [c.u64(name) for _ in range(n_dims)]
+        ttype = c.u32(name)
+        offset = c.u64(name)
+        infos.append((name, ne, ttype, offset))
+    align = kv.get("general.alignment", 32)
+    if not isinstance(align, int) or align <= 0 or align & (align - 1):
+        raise GGUFError(f"{where}: general.alignment {align!r} is not a power of two")
+    data_start = c.pos + (-c.pos % align)
+    tensors, format_of = _tensor_records(infos, where, filename, align, data_start, size)
     table = CheckpointTable(kind="gguf", source=where, tensors=tensors,
-                            files=[FileRecord(name=path.name, header_bytes=data_start, file_bytes=size,
+                            files=[FileRecord(name=filename, header_bytes=data_start, file_bytes=size,
                                               data_bytes=sum(t.nbytes for t in tensors))],
                             metadata={k: v for k, v in kv.items() if not isinstance(v, SkippedArray)})
     return GGUFHeader(version=version, kv=kv, table=table, format_of=format_of, data_start=data_start)
 
 
-def _tensor_records(infos: list[tuple], path: Path, align: int, data_start: int,
+def _tensor_records(infos: list[tuple], where: str, filename: str, align: int, data_start: int,
                     size: int) -> tuple[list[TensorRecord], dict[str, str]]:
     """The tensor infos as records with exact bytes, checked: unique names, whole blocks, aligned
     offsets inside the file, no overlaps. Also the fitcalc format id of each GGUF type seen."""
-    where = str(path)
     tensors: list[TensorRecord] = []
     format_of: dict[str, str] = {}
     seen: set[str] = set()
@@ -253,7 +258,7 @@ def _tensor_records(infos: list[tuple], path: Path, align: int, data_start: int,
                             hint="the file is incomplete; download it again")
         format_of[tname] = fid
         tensors.append(TensorRecord(name=name, dtype=tname, shape=tuple(reversed(ne)), nbytes=nbytes,
-                                    file=path.name, begin=offset))
+                                    file=filename, begin=offset))
     end = 0
     prev = None
     for t in sorted(tensors, key=lambda t: t.begin):
@@ -554,33 +559,45 @@ def _with_splits(path: Path, h: GGUFHeader) -> GGUFHeader:
             raise GGUFError(f"{path}: part 1 of the split ({first.name}) is not beside it",
                             hint="give the first part; all parts must be in one folder")
         return _with_splits(first, read_gguf_header(first))
-    tensors = list(h.table.tensors)
-    files = list(h.table.files)
-    format_of = dict(h.format_of)
-    seen = {t.name for t in tensors}
+    parts = []
     for k in range(2, count + 1):
         part = path.with_name(f"{m['stem']}-{k:05d}-of-{count:05d}.gguf")
         if not part.is_file():
             raise GGUFError(f"{path}: split part {part.name} is missing", hint="download every part of the split")
-        ph = read_gguf_header(part)
+        parts.append((str(part), read_gguf_header(part)))
+    return merge_split(h, str(path), parts)
+
+
+def merge_split(h: GGUFHeader, source: str, parts: list[tuple[str, GGUFHeader]]) -> GGUFHeader:
+    """Part 1's metadata with the tensor tables of every part (``parts``: (where, header) of 2..n)."""
+    tensors = list(h.table.tensors)
+    files = list(h.table.files)
+    format_of = dict(h.format_of)
+    seen = {t.name for t in tensors}
+    for where, ph in parts:
         for t in ph.table.tensors:
             if t.name in seen:
-                raise GGUFError(f"{part}: tensor {t.name!r} is also in an earlier part")
+                raise GGUFError(f"{where}: tensor {t.name!r} is also in an earlier part")
             seen.add(t.name)
         tensors += ph.table.tensors
         files += ph.table.files
         format_of.update(ph.format_of)
-    table = CheckpointTable(kind="gguf", source=str(path), tensors=tensors, files=files, metadata=h.table.metadata)
+    table = CheckpointTable(kind="gguf", source=source, tensors=tensors, files=files, metadata=h.table.metadata)
     return GGUFHeader(version=h.version, kv=h.kv, table=table, format_of=format_of, data_start=h.data_start)
 
 
 def load_gguf_model(path: Path) -> ModelSpec:
     """A ModelSpec from a GGUF file: the architecture from its keys, exact bytes from its tensor table."""
+    h = _with_splits(path, read_gguf_header(path))
+    return spec_from_gguf(h, Path(h.table.source).name, str(Path(h.table.source)))
+
+
+def spec_from_gguf(h: GGUFHeader, filename: str, where: str, hf_repo: str | None = None) -> ModelSpec:
+    """The ModelSpec of a read GGUF header (a local file's, or a Hub file's read by ranges)."""
     from fitcalc.edges.ingest.hf_config import slug
 
-    h = _with_splits(path, read_gguf_header(path))
-    path = Path(h.table.source)
-    arch, warnings = architecture_from_gguf(h.kv, h.table, str(path))
+    path = Path(filename)
+    arch, warnings = architecture_from_gguf(h.kv, h.table, where)
     roles = classify_gguf(h.table, arch.num_hidden_layers, h.format_of)
     checkpoint = summarize(h.table, roles)
     recipe = observed_recipe(h.table, roles, _file_type_name(h.kv))
@@ -588,10 +605,10 @@ def load_gguf_model(path: Path) -> ModelSpec:
     from fitcalc.core.spec import ExtraGroup
 
     extra = [ExtraGroup(name=g.name, params=g.params, format="f32" if "f32" in g.formats else recipe.vector_format,
-                        source=f"GGUF tensor table of {path}") for g in checkpoint.groups
+                        source=f"GGUF tensor table of {where}") for g in checkpoint.groups
              if g.name in ("other", "vision") and g.params > 0]
     return ModelSpec(
         id=slug(path.stem), display_name=f"{name} ({path.name})", architecture=arch, native_recipe=recipe,
-        extra_groups=extra, checkpoint=checkpoint, warnings=warnings,
-        sources=[Source(kind="gguf_header", citation=f"GGUF metadata and tensor table of {path}",
+        extra_groups=extra, checkpoint=checkpoint, warnings=warnings, hf_repo=hf_repo,
+        sources=[Source(kind="gguf_header", citation=f"GGUF metadata and tensor table of {where}",
                         fields=["architecture", "checkpoint", "native_recipe"])])

@@ -1,6 +1,7 @@
 """The Hugging Face Hub through ``huggingface_hub``: config.json and safetensors headers, never weights. EDGE.
 
-What is fetched for ``org/name[@revision]``:
+What is fetched for ``org/name[@revision]`` (a GGUF repo, ``org/name[:QUANT]``, is read by
+``hub_gguf``: its file list, then the chosen file's header by range requests):
 
 1. ``config.json`` (and ``model.safetensors.index.json`` when the repo has one) with
    ``hf_hub_download``, into the usual Hugging Face cache;
@@ -129,9 +130,11 @@ def _translate(e: BaseException, repo: str, rev: str, s: HubSettings, what: str)
         return HubError(f"{repo}: no such model repo on {s.endpoint} (or it is private)",
                         hint="check the name (org/name); for a private repo set HF_TOKEN")
     if isinstance(cause, he.EntryNotFoundError):
-        return HubError(f"{where}: the repo has no {what}",
-                        hint="fitcalc reads Hugging Face checkpoints (config.json + safetensors); "
-                             "for a GGUF repo download the .gguf and give its path")
+        err = HubError(f"{where}: the repo has no {what}",
+                       hint="fitcalc reads Hugging Face checkpoints (config.json + safetensors) and GGUF repos "
+                            "(org/name:QUANT)")
+        err.missing = what  # load_hub_model reads a repo without config.json as a GGUF repo
+        return err
     if isinstance(cause, he.OfflineModeIsEnabled):
         return _offline_error(repo, rev, what)
     if isinstance(cause, httpx2.TimeoutException):
@@ -390,8 +393,7 @@ def _hub_header(hf, s: HubSettings, repo: str, rev: str | None, commit: str, fil
     except Exception as e:  # noqa: BLE001
         if single and _is_not_found(e):
             raise HubError(f"{repo}: no model.safetensors.index.json and no model.safetensors",
-                           hint="fitcalc reads safetensors checkpoints; for a GGUF repo download the .gguf "
-                                "and give its path") from None
+                           hint="fitcalc reads safetensors checkpoints and GGUF repos (org/name:QUANT)") from None
         raise _translate(e, repo, rev, s, f"the header of {filename}") from None
     parsed = _parse_cached(raw, size, filename, where)  # validate before caching
     _cache_put(s, repo, commit, filename, raw, size)
@@ -466,7 +468,8 @@ def _within_deadline(ref: str, s: HubSettings) -> HubCheckpoint:
 
 
 def load_hub_model(ref: str) -> ModelSpec:
-    """A ModelSpec for a Hub repo: its config.json and its header-exact tensor table."""
+    """A ModelSpec for a Hub repo: its config.json and its header-exact tensor table; for a GGUF repo
+    (``org/name:QUANT``, or a repo without config.json) ingest.resolve_model calls ``hub_gguf``."""
     from fitcalc.edges.ingest.hf_config import spec_from_hf
 
     s = HubSettings.from_env()
@@ -479,3 +482,7 @@ def load_hub_model(ref: str) -> ModelSpec:
                                                     f"could not reach {s.endpoint}; read {source} from the cache"]})
     return spec
 
+
+
+# What hub_gguf shares with the safetensors path (one HTTP and error layer for both).
+auth_headers, hf_module, offline_error, range_get, translate = _auth_headers, _hf, _offline_error, _range_get, _translate

@@ -355,6 +355,7 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
     tracker = StorageTracker()
     stack = Stack(model, recipe, info.device, include_embeddings=include_embeddings, tracker=tracker,
                   attention_math=attention_math, shard=shard or Shard(), comm=comm, seed=seed)
+    stack.on_progress = _every(say, seconds=1.0)
     prompt = context - 1
     current = "weights"
     t_all = time.perf_counter()
@@ -399,6 +400,18 @@ def run(model, recipe, engine, info: DeviceInfo, *, batch: int, context: int, kv
     if info.kind == "cuda":
         torch.cuda.empty_cache()
     return RunResult(measurement=m, phases=phases, readings=readings, timings=timings, notes=notes)
+
+
+def _every(say, seconds: float):
+    """``say``, passed on at most once per ``seconds`` (progress inside a phase, not a line per tensor)."""
+    last = [time.monotonic()]
+
+    def tick(msg: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= seconds:
+            last[0] = now
+            say(msg)
+    return tick
 
 
 def _out_of_memory(e: Exception, phase: str, tracker: StorageTracker, info: DeviceInfo) -> OutOfMemory:

@@ -274,7 +274,7 @@ def _verify_distributed(spec, source_text, recipe, prepared, layers, ctx, batch,
                         include_embeddings=include_embeddings, seed=seed, engine=f"{eng.id} ({eng.version})")
     t0 = time.monotonic()
     notes = [f"pipeline stage sizes, heads, KV heads and experts per rank: fitcalc plan's placement "
-             f"(Layout(tp={tp}, pp={pp}, ep={ep}) over the {layers}-layer stack)"]
+             f"(tp {tp}, pp {pp}, ep {ep} over the {layers}-layer stack)"]
     if torchrun:
         result = _torchrun_rank(job, settings, spec, progress, notes, t0)
     else:

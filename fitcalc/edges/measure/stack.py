@@ -277,6 +277,9 @@ class Stack:
         self.experts = shard.experts(a.moe.num_experts) if a.moe else range(0)
         self.layers: list[Layer] = []
         self.globals: dict[str, object] = {}
+        # called with "weights: 120 of 459 tensors" / "prefill: 1,024 of 4,095 tokens" as work is
+        # done (the harness throttles it): the weights phase alone takes seconds on a CPU
+        self.on_progress = None
         self.batch = 0
         self.context = 0
         self.window = 0
@@ -302,7 +305,9 @@ class Stack:
         by_index = {L.index: L for L in self.layers}
         entries = tensor_inventory(a)
         units = width_units(entries, self.recipe, a.num_hidden_layers) if self.shard.tp[1] > 1 else {}
-        for e in entries:
+        for k, e in enumerate(entries):
+            if self.on_progress is not None:
+                self.on_progress(f"weights: {k:,} of {len(entries):,} tensor entries built")
             if not self.include_embeddings and e.group in ("embedding", "lm_head"):
                 continue
             if not e.layers and not self.shard.holds_global(e, a):
@@ -796,6 +801,8 @@ class Stack:
                     ids = torch.randint(0, self.arch.vocab_size, (self.batch, t), device=self.device, generator=gen)
                     nxt = self.forward_tokens(ids, pos, gen)
                     del ids
+                if self.on_progress is not None:
+                    self.on_progress(f"prefill: {pos + t:,} of {prompt:,} tokens")
         return nxt
 
     def _chunk_tracking(self, c: int, n: int):

@@ -43,7 +43,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
        color: var(--fg); background: #fff; }
-header, main, footer { max-width: 72rem; margin: 0 auto; padding: 0 1rem; }
+header, main, footer { max-width: 110rem; margin: 0 auto; padding: 0 1.5rem; }
 header { padding-top: 1rem; }
 h1 { font-size: 1.6rem; margin: .5rem 0; } h2 { font-size: 1.25rem; margin: 1.8rem 0 .6rem;
      border-bottom: 1px solid var(--line); padding-bottom: .2rem; }
@@ -57,13 +57,19 @@ th, td { padding: .3rem .55rem; border-bottom: 1px solid var(--line); text-align
 td.long { white-space: normal; min-width: 14rem; overflow-wrap: anywhere; }
 th { background: var(--bg-alt); position: sticky; top: 0; }
 td.r, th.r { text-align: right; }
+td.r { white-space: normal; }  /* "131,072 (model max)" breaks between words, never inside a number */
 caption { text-align: left; font-weight: 600; padding: .3rem 0; }
 .v { display: inline-block; padding: 0 .45rem; border-radius: .7rem; font-weight: 600; font-size: .8rem; }
 .v-fits, .s-pass { background: #dafbe1; color: #116329; }
 .v-tight { background: #fff8c5; color: #7d4e00; }
 .v-does-not-fit, .s-fail { background: #ffebe9; color: #a40e26; }
 .s-unavailable { background: #eaeef2; color: #424a53; }
-figure.chart { margin: 1rem 0 1.5rem; break-inside: avoid; page-break-inside: avoid; }
+figure.chart { margin: 1rem 0 1.5rem; max-width: 64rem; break-inside: avoid; page-break-inside: avoid; }
+details.more { margin: 1.8rem 0 .6rem; }
+details.more > summary { cursor: pointer; font-size: 1.25rem; font-weight: 600; border-bottom: 1px solid var(--line);
+                         padding-bottom: .2rem; }
+details.more > summary .muted { font-size: .95rem; font-weight: 400; }
+table.best td.long { min-width: 18rem; }
 figure.chart svg { width: 100%; height: auto; display: block; }
 figcaption { font-size: .85rem; color: var(--muted); }
 footer { margin: 2rem auto 1rem; font-size: .8rem; color: var(--muted); }
@@ -71,7 +77,7 @@ ul.notes { padding-left: 1.2rem; font-size: .9rem; }
 @media (max-width: 40rem) { body { font-size: 14px; } th, td { padding: .25rem .4rem; } }
 @media print {
   body { font-size: 10pt; } nav { display: none; }
-  .scroll { overflow: visible; } th { position: static; }
+  .scroll { overflow: visible; } th { position: static; } details.more { display: block; }
   table { page-break-inside: auto; } tr { page-break-inside: avoid; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
@@ -133,7 +139,8 @@ def _finish(plt, fig, ax, title: str, xlabel: str, legend_columns: int, prefix: 
     ax.set_title(title, loc="left", fontsize=10)
     ax.grid(axis="x", color="#d0d7de", linewidth=0.6)
     ax.set_axisbelow(True)
-    fig.legend(loc="outside lower center", ncol=legend_columns, frameon=False, fontsize=8)
+    # above the bars: a tall chart's legend below them is off screen when the chart is read
+    fig.legend(loc="outside upper center", ncol=legend_columns, frameon=False, fontsize=8)
     return _svg(fig, plt, prefix)
 
 
@@ -151,8 +158,11 @@ def memory_chart(plt, rows: list[ScenarioResult], labels: list[str], title: str,
               label="GPU memory")
     right = max(max(left), max(caps))
     for y, r, total, cap in zip(ys, rows, left, caps):
-        ax.text(max(total, cap) + right * 0.01, y, r.fit.verdict, va="center", fontsize=7.5,
-                color="#a40e26" if r.fit.verdict == "does not fit" else "#57606a")
+        # Only what needs attention is written: a bar inside its tick says "fits" by itself. The
+        # label starts clear of the tick and of the bar's end, whichever is further right.
+        if r.fit.verdict != "fits":
+            ax.text(max(total, cap) + right * 0.02, y, r.fit.verdict, va="center", fontsize=7,
+                    color="#a40e26" if r.fit.verdict == "does not fit" else "#7d4e00")
     ax.set_yticks(ys, labels)
     ax.set_xlim(0, right * 1.16)
     return _finish(plt, fig, ax, title, "GiB per GPU (2^30 bytes)", 5, prefix)
@@ -326,16 +336,40 @@ def table_html(t: Table) -> str:
             f"</table></div>{more}")
 
 
-def section_html(s: Section, figures: list[str]) -> str:
-    out = [f'<section id="{_e(s.anchor)}"><h2>{_e(s.title)}</h2>']
+def section_html(s: Section, figures: list[str], folded: str | None = None) -> str:
+    """A section; ``folded``: inside a closed <details> whose summary line is that text."""
+    if folded is not None:
+        out = [f'<details class="more" id="{_e(s.anchor)}"><summary>{_e(s.title)} '
+               f'<span class="muted">{_e(folded)}</span></summary>']
+    else:
+        out = [f'<section id="{_e(s.anchor)}"><h2>{_e(s.title)}</h2>']
     if s.bullets:
         out.append('<ul class="notes">' + "".join(f"<li>{_e(x)}</li>" for x in s.lines) + "</ul>")
     else:
         out += [f"<p>{_e(x)}</p>" for x in s.lines]
     out += figures
-    out += [table_html(t) for t in s.tables]
-    out.append("</section>")
+    out += [table_html(t).replace("<table>", '<table class="best">', 1) if s.anchor == "summary" else table_html(t)
+            for t in s.tables]
+    out.append("</details>" if folded is not None else "</section>")
     return "\n".join(out)
+
+
+def _page_order(sections: list[Section], memory: Section) -> list[Section]:
+    """The answer first: the summary, the largest-context chart and the memory charts, then the
+    tables per model; the checks and the secondary tables after them, folded."""
+    first = [s for s in sections if s.anchor in ("summary", "max-context")]
+    main = [s for s in sections if s not in first and not s.details and s.anchor not in ("checks", "notes")]
+    checks = [s for s in sections if s.anchor == "checks"]
+    rest = [s for s in sections if s.details or s.anchor == "notes"]
+    return [*first, memory, *main, *checks, *rest]
+
+
+def _fold_line(s: Section, report: Report) -> str | None:
+    if s.anchor == "checks":
+        n = len(report.failed)
+        return (f"({n:,} of {len(report.assertions):,} assertions did not hold; open for the list)" if n
+                else f"(all {len(report.assertions):,} assertions hold)")
+    return "(open for the table)" if s.details else None
 
 
 def render_html(report: Report) -> str:
@@ -344,22 +378,15 @@ def render_html(report: Report) -> str:
     mem, mem_notes = memory_figures(plt, report, 0)
     ctx = context_figures(plt, report, len(mem))
     speed = speed_figures(plt, report, len(mem) + len(ctx))
+    memory = Section("Memory per scenario", anchor="memory", lines=[
+        "Each bar is one scenario's footprint per GPU, stacked by term family; the black tick is the "
+        "memory it is planned against. A bar past its tick does not fit.", *mem_notes])
+    figures = {"max-context": ctx, "speed": speed, "memory": mem}
     body = []
     nav = []
-    for s in sections:
-        figs: list[str] = []
-        if s.anchor == "max-context":
-            figs = ctx
-        elif s.anchor == "speed":
-            figs = speed
-        body.append(section_html(s, figs))
+    for s in _page_order(sections, memory):
+        body.append(section_html(s, figures.get(s.anchor, []), _fold_line(s, report)))
         nav.append(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>')
-        if s.anchor in ("summary", "checks") and (s.anchor == "checks" or not report.assertions):
-            mem_section = Section("Memory per scenario", anchor="memory", lines=[
-                "Each bar is one scenario's footprint per GPU, stacked by term family; the black tick is the "
-                "memory it is planned against. A bar past its tick does not fit.", *mem_notes])
-            body.append(section_html(mem_section, mem))
-            nav.append('<a href="#memory">Memory per scenario</a>')
     desc = f'<p>{_e(report.description.strip())}</p>' if report.description else ""
     return (
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

@@ -240,6 +240,41 @@ def counts_line(results: list[ScenarioResult]) -> str:
             f"uncertainty), {n['does not fit']:,} {'does' if n['does not fit'] == 1 else 'do'} not fit.")
 
 
+def _memory_of(r: ScenarioResult) -> int:
+    return r.fit.available_bytes * r.fit.count
+
+
+def _where(r: ScenarioResult, varying: set[str]) -> str:
+    return " · ".join([r.gpu, *varying_parts(r, varying)])
+
+
+def best_gpu_table(matrix: list[ScenarioResult], varying: set[str]) -> Table:
+    """The answer per model, first: on how many GPU entries it fits at some asked context, the one
+    with the least memory that fits (and at what context), the longest context and the fastest
+    decode any configuration reaches. 'Fits' counts tight rows too (headroom ≥ 0)."""
+    rows = []
+    for model in models_in_order(matrix):
+        mine = [r for r in matrix if r.model == model]
+        gpus = list(dict.fromkeys(r.gpu for r in mine))
+        ok = [r for r in mine if r.fit.verdict != "does not fit"]
+        fit_gpus = list(dict.fromkeys(r.gpu for r in ok))
+        if not ok:
+            rows.append([model, f"0 of {len(gpus)}", "none", "—", "—"])
+            continue
+        least = min(ok, key=lambda r: (_memory_of(r), -r.fit.context))
+        longest = max(ok, key=lambda r: (r.fit.max_context or 0, -_memory_of(r)))
+        timed = [r for r in ok if r.plan.decode_tokens_per_s is not None]
+        fastest = max(timed, key=lambda r: r.plan.decode_tokens_per_s) if timed else None
+        rows.append([model, f"{len(fit_gpus)} of {len(gpus)}",
+                     f"{_where(least, varying)} (up to {max_context_text(least)} tokens)",
+                     f"{max_context_text(longest)} on {_where(longest, varying)}",
+                     f"{speed_text(fastest)} on {_where(fastest, varying)}" if fastest else "n/a"])
+    rows, cut = _cut(rows)
+    return Table(["model", "GPU entries it fits", "least memory that fits", "longest context",
+                  "fastest decode (tok/s)"], ["l", "r", "l", "l", "l"], rows,
+                 ["text", "text", "long", "long", "long"], cut=cut)
+
+
 def unique_notes(report: Report) -> list[str]:
     seen: dict[str, None] = {}
     for note in report.notes:
@@ -282,6 +317,8 @@ def build_view(report: Report) -> list[Section]:
     summary = Section("Summary", anchor="summary", lines=[counts_line(results)])
     if report.assertions:
         summary.lines.append(summary_line(report.assertions, len(results)) + ".")
+    if matrix:
+        summary.tables.append(best_gpu_table(matrix, varying))
     sections.append(summary)
 
     if report.assertions:
@@ -340,5 +377,5 @@ def build_view(report: Report) -> list[Section]:
     return sections
 
 
-__all__ = ["build_view", "Section", "Table", "FAMILIES", "family_bytes", "gib", "max_context_text", "speed_text",
+__all__ = ["build_view", "best_gpu_table", "Section", "Table", "FAMILIES", "family_bytes", "gib", "max_context_text", "speed_text",
            "config_label", "varying_columns", "varying_parts", "models_in_order"]
