@@ -116,3 +116,27 @@ def test_help_reads_like_a_clis_help(runner, app, width):
     assert all(line.strip().startswith("fitcalc ") for line in examples if line.strip())
     if width == 120:
         assert max(len(line) for line in out.splitlines()) > 100  # the help uses the width it has
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("args", [
+    ["plan", "gpt-oss-120b", "--gpu", "rtx-5080"],          # does not fit: GPUs needed, offload note
+    ["plan", "gpt-oss-120b", "--gpu", "h100-sxm:8"],        # a vLLM command longer than 80 columns
+    ["plan", "qwen3-30b-a3b", "--gpu", "rtx-4090", "--engine", "ollama"],  # a Modelfile here-document
+])
+def test_plan_screen_fits_the_width(runner, app, width, args):
+    out = _run(runner, app, args, width)
+    assert _too_long(out, width) == [], out
+    assert re.search(r"^(TIGHT|FITS|DOES NOT FIT)  context", out, re.M), out
+    assert re.search(r"^headroom -?[\d.,]+ [KMG]iB ± [\d.,]+ [KMG]iB$", out, re.M), out
+
+
+def test_a_continued_command_is_the_plans_command(runner, app):
+    # the rendered run block, its ` \` continuations joined, is exactly the plan's paste-ready line
+    from fitcalc import api
+
+    plan = api.plan("gpt-oss-120b", ["h100-sxm:8"], ram="64GiB")
+    out = _run(runner, app, ["plan", "gpt-oss-120b", "--gpu", "h100-sxm:8", "--ram", "64GiB"], 80)
+    block = out.split("run:\n", 1)[1].split("\nnote:", 1)[0]
+    joined = re.sub(r" \\\n +", " ", block).strip()
+    assert " \\\n" in block and joined == plan.engine_flags.command, block

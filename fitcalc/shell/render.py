@@ -588,36 +588,101 @@ def _same_rows(rows) -> list[tuple[int, int]]:
 
 
 def _print_run_steps(c: Console, flags) -> None:
-    """What to paste, step by step, each line whole (a pasted line must not be wrapped)."""
+    """What to paste, step by step: a command longer than the screen is continued with `` \\``
+    between arguments (the shell reads it as one line), never wrapped inside an argument."""
     for step in flags.steps or [None]:
         c.print(Text("run:" if step is None or step.what == "run" else f"run ({step.what}):", style="bold"))
-        for line in (step.lines if step is not None else [flags.command]):
+        for line in shell_continued(step.lines if step is not None else [flags.command], c.width - 2):
             c.print(Text("  " + line), soft_wrap=True)
+
+
+def shell_continued(lines: list[str], width: int) -> list[str]:
+    """``lines`` with each shell command wider than ``width`` split before its options, continued with
+    a trailing backslash; here-document bodies (after ``<<'EOF'`` up to ``EOF``) are left whole, as
+    the shell reads them verbatim."""
+    out: list[str] = []
+    in_heredoc = False
+    for line in lines:
+        if in_heredoc or len(line) <= width or " -" not in line:
+            out.append(line)
+        else:
+            out.extend(_continued(line, width))
+        if "<<'EOF'" in line or "<<EOF" in line:
+            in_heredoc = True
+        elif line == "EOF":
+            in_heredoc = False
+    return out
+
+
+def _continued(line: str, width: int) -> list[str]:
+    """One command as continued lines: breaks only before `` -`` (an option), so no argument is split."""
+    parts = line.split(" -")
+    rows: list[str] = [parts[0]]
+    for part in parts[1:]:
+        piece = "-" + part
+        if len(rows[-1]) + 1 + len(piece) + 2 <= width:
+            rows[-1] += " " + piece
+        else:
+            rows.append("    " + piece)
+    return [r + " \\" for r in rows[:-1]] + [rows[-1]]
+
+
+def _print_gpus_needed(c: Console, plan) -> None:
+    if plan.gpus_needed is not None:
+        gl = plan.gpus_needed_layout.description if plan.gpus_needed_layout else ""
+        c.print(f"GPUs needed: {plan.gpus_needed} × {plan.gpus_needed_device} ({gl})")
+        c.print(Text(f"  for the whole model on GPUs, {plan.gpus_needed_recipe}, context "
+                     f"{plan.gpus_needed_context:,}", style="dim"))
+    else:
+        c.print(f"GPUs needed: more than {plan.max_gpus} × {plan.gpus_needed_device}")
+        c.print(Text(f"  {plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}", style="dim"))
+
+
+def _print_speed(c: Console, plan) -> None:
+    """Decode and prefill on lines of their own; one table row per kind of device part."""
+    s = plan.speed
+    total = (f", {_rate(s.decode_tokens_per_s_total, 'tok/s')} for all {plan.batch}"
+             if plan.batch > 1 and s.decode_tokens_per_s_total else "")
+    c.print(f"speed: decode {_rate(s.decode_tokens_per_s, 'tok/s')} per sequence at depth "
+            f"{s.decode_depth_tokens:,}{total}")
+    if s.prefill_s is not None:
+        c.print(f"       prefill {s.prefill_s:,.2f} s for {s.prompt_tokens:,} tokens")
+    # Ranks of one tensor-parallel group read the same bytes in the same time: one row each kind.
+    rows: dict[tuple, int] = {}
+    for part in s.parts:
+        key = (part.where, format_bytes(part.bytes_per_step), f"{part.time_s * 1e3:.2f} ms",
+               f"{part.bound}-bound, efficiency {part.efficiency:g}")
+        rows[key] = rows.get(key, 0) + 1
+    t = Table(show_header=False, box=None, pad_edge=False, padding=(0, 1, 0, 0), style="dim")
+    for _col, wraps in (("where", True), ("per step", False), ("time", False), ("bound", True)):
+        t.add_column(no_wrap=not wraps)
+    for (where, per_step, ms, bound), n in rows.items():
+        t.add_row(f"  {f'{n} × ' if n > 1 else ''}{where}:", f"{per_step}/step", ms, bound)
+    c.print(t)
 
 
 def render_plan(plan, explain: bool = False, out: Console | None = None) -> None:
     c = out or console()
     head = Text(f"{plan.model} — {plan.engine} — {plan.recipe_name} ({plan.bits_per_weight:.2f} bits/weight), "
                 f"KV {plan.kv_dtype}", style="bold")
-    c.print(head, soft_wrap=True)
+    c.print(head)
     lay = plan.layout
     verdict = Text(plan.verdict.upper(), style=_VERDICT_STYLE[plan.verdict])
     verdict.append(f"  context {plan.context:,} × batch {plan.batch}" + (f" — {lay.description}" if lay else ""),
                    style="default")
-    if plan.headroom_bytes is not None:
-        verdict.append(f"; headroom {format_bytes(plan.headroom_bytes)} ± {format_bytes(plan.uncertainty_bytes)}",
-                       style="default")
-    c.print(verdict, soft_wrap=True)
+    c.print(verdict)
+    if plan.headroom_bytes is not None:  # a line of its own: never broken inside "± 1.01 GiB"
+        c.print(f"headroom {format_bytes(plan.headroom_bytes)} ± {format_bytes(plan.uncertainty_bytes)}")
     t = Table(show_header=True, box=None, pad_edge=False)
     for col, j in (("#", "right"), ("device", "left"), ("holds", "left"), ("needs", "right"), ("of", "right"),
                    ("headroom", "right")):
-        t.add_column(col, justify=j)  # type: ignore[arg-type]
+        t.add_column(col, justify=j, no_wrap=col != "holds")  # type: ignore[arg-type]
     groups = _same_rows(plan.placement)
     for first, last in groups:
         d = plan.placement[first]
         idx = str(d.index) if first == last else f"{d.index}-{plan.placement[last].index}"
         role = d.role if first == last else _RANK.sub("", d.role) + f" (each of {last - first + 1} ranks)"
-        t.add_row(idx, d.device, role, gib(d.required_bytes), gib(d.available_bytes),
+        t.add_row(idx, d.device_id or d.device, role, gib(d.required_bytes), gib(d.available_bytes),
                   Text(format_bytes(d.headroom_bytes), style="green" if d.fits else "red"))
     if plan.host is not None:
         h = plan.host
@@ -637,34 +702,15 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         bound = " (the search bound)" if plan.max_batch >= plan.max_batch_bound else ""
         noun = "sequence" if plan.max_batch == 1 else "sequences"
         c.print(f"largest batch at context {plan.context:,}: {plan.max_batch:,} {noun}{bound}")
-    if plan.gpus_needed is not None:
-        gl = plan.gpus_needed_layout.description if plan.gpus_needed_layout else ""
-        c.print(f"GPUs needed (whole model on GPUs, {plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): "
-                f"{plan.gpus_needed} × {plan.gpus_needed_device} ({gl})")
-    else:
-        c.print(f"GPUs needed ({plan.gpus_needed_recipe}, context {plan.gpus_needed_context:,}): more than "
-                f"{plan.max_gpus} × {plan.gpus_needed_device}")
-    s = plan.speed
-    if s is not None:
-        c.print(f"speed: decode {_rate(s.decode_tokens_per_s, 'tok/s')} per sequence at depth "
-                f"{s.decode_depth_tokens:,}" + (f", {_rate(s.decode_tokens_per_s_total, 'tok/s')} for all {plan.batch}"
-                                                 if plan.batch > 1 and s.decode_tokens_per_s_total else "")
-                + (f"; prefill {s.prefill_s:,.2f} s for {s.prompt_tokens:,} tokens" if s.prefill_s is not None else ""),
-                soft_wrap=True)
-        # Ranks of one tensor-parallel group read the same bytes in the same time: one line each kind.
-        lines: dict[str, int] = {}
-        for part in s.parts:
-            line = (f"{part.where}: {format_bytes(part.bytes_per_step)} per step, {part.time_s * 1e3:.2f} ms "
-                    f"({part.bound}-bound, efficiency {part.efficiency:g})")
-            lines[line] = lines.get(line, 0) + 1
-        for line, n in lines.items():
-            c.print(Text(f"  {f'{n} × ' if n > 1 else ''}{line}", style="dim"), soft_wrap=True)
+    _print_gpus_needed(c, plan)
+    if plan.speed is not None:
+        _print_speed(c, plan)
     if plan.engine_flags is not None:
         _print_run_steps(c, plan.engine_flags)
-    for info in plan.calibration:
-        c.print(Text(info.note, style="cyan"), soft_wrap=True)
+    for info in plan.calibration:  # prose: wrapped between words
+        c.print(Text(info.note, style="cyan"))
     for n in plan.notes + (plan.speed.notes if plan.speed else []):
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="yellow"))
     if explain:
         for d in plan.placement:
             c.print(Text(f"device {d.index} ({d.device}):", style="bold"))
