@@ -140,3 +140,15 @@ def test_a_continued_command_is_the_plans_command(runner, app):
     block = out.split("run:\n", 1)[1].split("\nnote:", 1)[0]
     joined = re.sub(r" \\\n +", " ", block).strip()
     assert " \\\n" in block and joined == plan.engine_flags.command, block
+
+
+@pytest.mark.parametrize("args", [
+    ["size", "gpt-oss-20b", "--explain"],     # published figures with their sources, derivations
+    ["reconcile", str(ROOT / "benchmarks/reference_logs/llama-server-b6699-3070-gpt-oss-20b.log"), "--gpu", "h100-sxm"],
+    ["gpus"], ["models"], ["recipes"],
+])
+def test_other_screens_fit_80_columns(runner, app, args):
+    # prose wraps between words; numbers sit in tables that do not wrap them
+    r = runner.invoke(app, args, terminal_width=80, env={"FITCALC_WIDTH": "80", "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert _too_long(r.stdout, 80) == [], r.stdout

@@ -72,26 +72,40 @@ def render_size(result, explain: bool = False, out: Console | None = None) -> No
     if result.resident_bytes != result.disk_bytes:
         c.print(f"* not loaded for text inference; loaded: {result.resident_bytes:,} bytes = "
                 f"{gib(result.resident_bytes)} = {gb(result.resident_bytes)}")
-    for p in result.published:
-        shown = f"{p.published:,.0f}" if p.unit == "bytes" else f"{p.published:g}"
-        got = f"{p.computed:,.0f}" if p.unit == "bytes" else (
-            format_params(p.computed) if p.unit == "params" else f"{p.computed:.3f}")
-        if p.unit == "params":
-            shown = format_params(p.published)
-        unit = "" if p.unit == "params" else f" {p.unit}"
-        c.print(Text(f"published {p.what}: {shown}{unit}; computed {got}{unit} ({p.relative_error:+.2%}) "
-                     f"[{p.source}]", style="dim"), soft_wrap=True)
-    for n in result.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+    if result.published:
+        _print_published(c, result.published)
+    for n in result.notes:  # prose and formulas: wrapped between words, never inside a number
+        c.print(Text(f"note: {n}", style="yellow"))
     for w in result.warnings:
-        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+        c.print(Text(f"warning: {w}", style="bold yellow"))
     if result.check is not None:
         render_check(result.check, c)
     if explain:
         c.print()
         c.print("[bold]derivation[/bold]")
         for line in result.explain:
-            c.print(Text(line), soft_wrap=True)
+            c.print(Text(line))
+
+
+def _print_published(c: Console, published) -> None:
+    """Published figure, fitcalc's and the difference in a table whose numbers never wrap; each source
+    once below it, numbered, wrapped between words."""
+    t = Table(show_header=True, box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="dim", style="dim")
+    for col, j in (("published", "left"), ("", "right"), ("computed", "right"), ("", "right"), ("", "left")):
+        t.add_column(col, justify=j, no_wrap=True, style="dim")  # type: ignore[arg-type]
+    sources: dict[str, int] = {}
+    for p in published:
+        if p.unit == "params":
+            shown, got = format_params(p.published), format_params(p.computed)
+        elif p.unit == "bytes":
+            shown, got = f"{p.published:,.0f} B", f"{p.computed:,.0f} B"
+        else:
+            shown, got = f"{p.published:g} {p.unit}", f"{p.computed:.3f} {p.unit}"
+        n = sources.setdefault(p.source, len(sources) + 1)
+        t.add_row(p.what, shown, got, f"{p.relative_error:+.2%}", f"[{n}]")
+    c.print(t)
+    for source, n in sources.items():
+        c.print(Text(f"[{n}] {source}", style="dim"))
 
 
 def render_models(rows, out: Console | None = None) -> None:
@@ -410,13 +424,13 @@ def render_local_hardware(hw, out: Console | None = None) -> None:
                       g.matched_profile_id or "(raw budget)", gib(g.budget_bytes))
         c.print(t)
         for g in hw.gpus:
-            c.print(Text(f"#{g.index}: {g.match_note}; plan budget = {g.budget_basis}", style="dim"), soft_wrap=True)
+            c.print(Text(f"#{g.index}: {g.match_note}; plan budget = {g.budget_basis}", style="dim"))
     if hw.system_memory is not None:
         m = hw.system_memory
         avail = "" if m.available_bytes is None else f", {gib(m.available_bytes)} available"
         c.print(f"system RAM: {gib(m.total_bytes)} ({gb(m.total_bytes)}){avail}")
     for n in hw.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="yellow"))
 def render_check(check, out: Console | None = None) -> None:
     """Header-exact vs derived, group by group; differences highlighted."""
     c = out or console()
@@ -439,7 +453,7 @@ def render_check(check, out: Console | None = None) -> None:
         for r in check.rows:
             if not r.agrees and r.header_formats != r.derived_formats:
                 c.print(Text(f"{r.group}: header formats {r.header_formats} vs derived {r.derived_formats}",
-                             style="yellow"), soft_wrap=True)
+                             style="yellow"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,9 +539,9 @@ def render_reconcile(result, out: Console | None = None) -> None:
         version += f"; line formats of {result.version_family}"
     head = Text(f"{result.engine} ({version})", style="bold")
     head.append(f" — {result.model}, recipe {result.recipe}, on {result.device}")
-    c.print(head, soft_wrap=True)
+    c.print(head)
     used = ", ".join(f"{k} {v}" for k, v in result.settings.items() if v is not None)
-    c.print(Text(f"settings: {used}; KV {result.kv_dtype}", style="dim"), soft_wrap=True)
+    c.print(Text(f"settings: {used}; KV {result.kv_dtype}", style="dim"))
     t = Table(show_header=True, box=None, pad_edge=False)
     t.add_column("figure")
     for col in ("device", "logged", "fitcalc", "diff", "%"):
@@ -544,16 +558,16 @@ def render_reconcile(result, out: Console | None = None) -> None:
                   r.id or "— not modelled")
     c.print(t)
     c.print(Text("diff = fitcalc − logged; ≈ within the rounding of the printed figure; * not kept as "
-                 "calibration", style="dim"), soft_wrap=True)
+                 "calibration", style="dim"))
     for a in result.assumptions:
-        c.print(Text(f"assumed: {a}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"assumed: {a}", style="yellow"))
     for w in result.warnings:
-        c.print(Text(f"warning: {w}", style="bold yellow"), soft_wrap=True)
+        c.print(Text(f"warning: {w}", style="bold yellow"))
     for n in result.notes:
-        c.print(Text(f"note: {n}", style="dim"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="dim"))
     for r in result.rows:
         if r.note:
-            c.print(Text(f"line {r.line} ({r.label}): {r.note}", style="dim"), soft_wrap=True)
+            c.print(Text(f"line {r.line} ({r.label}): {r.note}", style="dim"))
     if result.saved is not None:
         c.print(f"saved {result.saved} residual(s) to {result.store}")
 
@@ -715,11 +729,11 @@ def render_plan(plan, explain: bool = False, out: Console | None = None) -> None
         for d in plan.placement:
             c.print(Text(f"device {d.index} ({d.device}):", style="bold"))
             for term in d.terms:
-                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+                c.print(Text("  " + term.explain, style="dim"))
         if plan.host is not None:
             c.print(Text("RAM:", style="bold"))
             for term in plan.host.terms:
-                c.print(Text("  " + term.explain, style="dim"), soft_wrap=True)
+                c.print(Text("  " + term.explain, style="dim"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -753,7 +767,7 @@ def _verify_rows(t: Table, hows: dict[str, list[str]], r, lead: list[str]) -> No
 def _print_hows(c: Console, hows: dict[str, list[str]]) -> None:
     for how, ids in hows.items():
         kinds = sorted({i.split(".")[0] + (".*" if "." in i else "") for i in ids})
-        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"), soft_wrap=True)
+        c.print(Text(f"  {', '.join(kinds)}: {how}", style="dim"))
 
 
 def _render_verify_ranks(r, c: Console) -> None:
@@ -767,7 +781,7 @@ def _render_verify_ranks(r, c: Console) -> None:
     head.append(f" — {r.device.name}, recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
                 f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
                 style="default")
-    c.print(head, soft_wrap=True)
+    c.print(head)
     t = _verify_table(("#", "right"))
     hows: dict[str, list[str]] = {}
     for k in r.ranks:
@@ -784,18 +798,18 @@ def _render_verify_ranks(r, c: Console) -> None:
             line += f"; max reserved {gib(rd['max_reserved'])}"
         if k.timings:
             line += "; " + ", ".join(f"{n} {v:.1f} s" for n, v in k.timings.items())
-        c.print(Text(line, style="dim"), soft_wrap=True)
+        c.print(Text(line, style="dim"))
     c.print(Text(f"wall time {r.timings.get('wall', 0):.1f} s for the run (start-up included)", style="dim"))
     for n in r.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="yellow"))
     if r.oom is not None:
         c.print(Text(f"DOES NOT FIT, measured: rank {r.oom.rank} ran out of memory at {r.oom.phase} with "
                      f"{gib(r.oom.live_bytes)} of tensors live (its predicted share {gib(r.oom.predicted_bytes)}): "
-                     f"{r.oom.message}", style="bold red"), soft_wrap=True)
+                     f"{r.oom.message}", style="bold red"))
     elif r.ok:
         c.print(Text("VERIFIED: every measured term of every rank within its tolerance", style="bold green"))
     else:
-        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"), soft_wrap=True)
+        c.print(Text(f"OUT OF TOLERANCE: {', '.join(r.failures)}", style="bold red"))
 
 
 def shows_progress(json_out: bool = False) -> bool:
@@ -860,7 +874,7 @@ def render_verify(r, out: Console | None = None) -> None:
     head.append(f" — recipe {s.recipe}, context {s.context:,} × batch {s.batch}, KV {s.kv_dtype}, "
                 f"prefill {s.prompt_tokens:,} tokens in chunks of {s.chunk_tokens}, then 1 decode step",
                 style="default")
-    c.print(head, soft_wrap=True)
+    c.print(head)
     t = _verify_table()
     hows: dict[str, list[str]] = {}
     _verify_rows(t, hows, r, [])
@@ -872,28 +886,26 @@ def render_verify(r, out: Console | None = None) -> None:
         line = Text(f"whole model ({x.layers} layers): predicted {gib(x.predicted_bytes)}, extrapolated from the "
                     f"measurement {gib(x.measured_bytes) if x.measured_bytes is not None else '—'} "
                     f"({_err(x.error)})", style="bold")
-        c.print(line, soft_wrap=True)
+        c.print(line)
         if rest:
             parts = [f"{e.id} {_err(e.error)}" for e in rest]
-            c.print(Text("  " + ", ".join(parts), style="dim"), soft_wrap=True)
+            c.print(Text("  " + ", ".join(parts), style="dim"))
         if x.missing_signatures:
-            c.print(Text(f"  note: {x.note}", style="yellow"), soft_wrap=True)
+            c.print(Text(f"  note: {x.note}", style="yellow"))
     rd = r.readings
     if r.device.kind == "cpu" and rd.get("rss_high_water"):
         c.print(Text(f"process RSS: {gib(rd['rss_before'])} before the stack, peak {gib(rd['rss_high_water'])} "
-                     f"(+{gib(rd['rss_delta'])}); tracked tensor peak {gib(r.peak.measured_bytes or 0)}", style="dim"),
-                soft_wrap=True)
+                     f"(+{gib(rd['rss_delta'])}); tracked tensor peak {gib(r.peak.measured_bytes or 0)}", style="dim"))
     if r.device.kind == "cuda" and rd.get("max_reserved"):
         c.print(Text(f"torch.cuda: max allocated {gib(rd['max_allocated'])}, max reserved {gib(rd['max_reserved'])}",
-                     style="dim"), soft_wrap=True)
+                     style="dim"))
     if r.timings:
         c.print(Text("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in r.timings.items()), style="dim"))
     for n in r.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="yellow"))
     if r.oom is not None:
         c.print(Text(f"DOES NOT FIT, measured at {r.oom.phase}: out of memory with {gib(r.oom.live_bytes)} of tensors "
-                     f"live (predicted stack {gib(r.oom.predicted_bytes)}): {r.oom.message}", style="bold red"),
-                soft_wrap=True)
+                     f"live (predicted stack {gib(r.oom.predicted_bytes)}): {r.oom.message}", style="bold red"))
     elif r.ok:
         c.print(Text("VERIFIED: every measured term within its tolerance", style="bold green"))
     else:
