@@ -62,3 +62,17 @@ def test_train_qlora_on_mxfp4_checkpoint(runner, app):
 def test_train_zero_and_fsdp_together_is_usage(runner, app):
     r = runner.invoke(app, ["train", "llama-3.1-8b", "--gpu", "24GiB", "--zero", "3", "--fsdp", "full"])
     assert r.exit_code == 2
+
+
+def test_plan_with_a_method_answers_the_training_plan(runner, app):
+    # `plan --method` is `train` with --context as the sequence and --batch as the micro-batch: the same JSON
+    a = runner.invoke(app, ["plan", "llama-3.1-8b", "--method", "qlora", "--gpu", "rtx-4090", "--context", "4k",
+                            "--batch", "2", "--json"])
+    b = runner.invoke(app, ["train", "llama-3.1-8b", "--method", "qlora", "--gpu", "rtx-4090", "--seq", "4096",
+                            "--micro-batch", "2", "--json"])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    doc = json.loads(a.stdout)
+    assert doc == json.loads(b.stdout)
+    assert {"max_micro_batch", "max_seq", "gpus_needed", "verdict"} <= set(doc["fits"][0])
+    bad = runner.invoke(app, ["plan", "llama-3.1-8b", "--method", "lora", "--engine", "vllm"])
+    assert bad.exit_code == 2 and "fitcalc train llama-3.1-8b --method lora" in bad.output

@@ -152,3 +152,16 @@ def test_other_screens_fit_80_columns(runner, app, args):
     r = runner.invoke(app, args, terminal_width=80, env={"FITCALC_WIDTH": "80", "COLUMNS": "80"})
     assert r.exit_code == 0, r.output
     assert _too_long(r.stdout, 80) == [], r.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_train_first_screen(runner, app, width):
+    # one row per GPU configuration with the id as typed, every line within the width
+    args = ["train", "gpt-oss-20b", "--gpu", "rtx-4090", "--gpu", "h100-sxm:2", "--zero", "3"]
+    out = _run(runner, app, args, width)
+    assert _too_long(out, width) == [], out
+    rows = [line for line in out.splitlines() if re.match(r"^(rtx-4090|h100-sxm:2) ", line)]
+    assert [r.split()[0] for r in rows] == ["rtx-4090", "h100-sxm:2"], out
+    assert all(re.search(r"(FITS|TIGHT|DOES NOT FIT) +[\d.,]+/[\d.,]+ +-?[\d.,]+ ± [\d.,]+", r) for r in rows), out
+    explained = _run(runner, app, [*args, "--explain"], width)
+    assert _too_long(explained, width) == [] and "optimizer.states" in explained

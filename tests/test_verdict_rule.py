@@ -39,3 +39,16 @@ def test_plan_at_its_largest_context_is_tight_not_fits():
                     settings={"gpu_memory_utilization": "0.95", "max_num_batched_tokens": "1024"})
     assert plan.fits and plan.verdict == "tight"
     assert 0 <= plan.headroom_bytes < plan.uncertainty_bytes
+
+
+def test_train_answers_with_the_same_rule():
+    # Llama-3.1-8B LoRA needs the same bytes on any GPU of the same runtime reserve; a raw budget
+    # of exactly need + half the uncertainty leaves 0 <= headroom < uncertainty: "tight", as fit says;
+    # need + the whole uncertainty: "fits"; need − 1 byte: "does not fit".
+    r0 = api.train("llama-3.1-8b", ["80GiB"]).fits[0]
+    need, unc = r0.gpu_bytes, r0.uncertainty_bytes
+    assert unc > 0 and r0.verdict == "fits"
+    for budget, verdict in ((need + unc // 2, "tight"), (need + unc, "fits"), (need - 1, "does not fit")):
+        r = api.train("llama-3.1-8b", [f"{budget}B"]).fits[0]
+        assert (r.gpu_bytes, r.verdict) == (need, verdict), budget
+        assert r.verdict == verdict_of(r.headroom_bytes, r.uncertainty_bytes)

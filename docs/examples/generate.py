@@ -91,11 +91,11 @@ tests/estimate/test_training.py.
      "LoRA r=16 on every nn.Linear (for gpt-oss that is q, k, v and o: its experts and router are parameters, "
      "not linear layers) trains 7.96M parameters; the frozen base stays in its MXFP4 checkpoint format. Without "
      "gradient checkpointing the saved activations of 24 layers at 2,048 tokens do not fit beside the 12.8 GiB "
-     "of weights:",
-     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090"),
+     "of weights (`--explain` adds each term under the one-line answer):",
+     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --explain"),
     ("With gradient checkpointing each layer keeps only its input; the 201,088-entry vocabulary's logits "
      "(bf16, their fp32 copy and the fp32 log-softmax) become the largest activation term:",
-     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --grad-checkpointing"),
+     "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --grad-checkpointing --explain"),
     ("A chunked, fused cross-entropy (Liger-Kernel's) never holds the whole [tokens, vocabulary] matrix, which "
      "lets a sequence several times longer fit:",
      "fitcalc train gpt-oss-20b --method lora --gpu rtx-4090 --grad-checkpointing --loss chunked"),
@@ -106,9 +106,9 @@ tests/estimate/test_training.py.
      "16 bytes per parameter of model states (2 weights + 2 gradients + 4 FP32 master + 8 Adam) = 128.5 GB, "
      "split eight ways; each GPU also holds the all-gathered root unit (embedding and lm_head) and two layers, "
      "one layer's unsharded gradients and its own micro-batch's activations:",
-     "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm:8 --seq 4096"),
+     "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm:8 --seq 4096 --explain"),
     ("The same run on one GPU does not fit, and ZeRO-3 with one GPU is the same as no sharding (`train` says so "
-     "and goes on); the last line says how many H100s the step needs:",
+     "and goes on); the GPUs column says how many H100s the step needs:",
      "fitcalc train llama-3.1-8b --method full --zero 3 --gpu h100-sxm --seq 4096"),
     ("With the optimizer offloaded to host RAM (DeepSpeed ZeRO-Offload), the GPUs keep BF16 weights and "
      "gradients and the host holds the FP32 master weights, Adam states and FP32 gradients of every GPU on "

@@ -17,27 +17,45 @@ covers the uncertainty, "tight" when 0 ≤ headroom < uncertainty, "does not fit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from fitcalc.core.calibration import CalibrationInfo
 from fitcalc.core.errors import FitcalcError, InputError
 from fitcalc.core.estimate import Prepared, drafts, estimate, required_bytes
+from fitcalc.core.estimate.footprint import (
+    chunk_tokens,
+    host_drafts,
+    host_estimate,
+    prepare,
+    weight_drafts,
+)
 from fitcalc.core.estimate.kvcache import kv_format
-from fitcalc.core.estimate.footprint import chunk_tokens, weight_drafts, host_drafts, host_estimate, prepare
-from fitcalc.core.estimate.placement import Assignment, Layout, Share, assign, check_layout, layer_slots, pipeline_stages, \
-    proportional_slots, tp_problem
+from fitcalc.core.estimate.placement import (
+    Assignment,
+    Layout,
+    Share,
+    assign,
+    check_layout,
+    layer_slots,
+    pipeline_stages,
+    proportional_slots,
+    tp_problem,
+)
 from fitcalc.core.estimate.speed import ModelFacts, Placed, SpeedEstimate, model_facts
 from fitcalc.core.estimate.speed import decode as speed_decode
 from fitcalc.core.estimate.speed import prefill as speed_prefill
 from fitcalc.core.estimate.terms import Term
 from fitcalc.core.flags import EngineFlags, engine_flags, model_reference
-from fitcalc.core.recipes import GENERIC_RECIPES, keeps_low_bit_groups, recipe_candidates, resolve_recipe
+from fitcalc.core.recipes import (
+    GENERIC_RECIPES,
+    keeps_low_bit_groups,
+    recipe_candidates,
+    resolve_recipe,
+)
 from fitcalc.core.spec import Device, Host, ModelSpec, Workload
 from fitcalc.core.units import format_bytes
-
-Verdict = Literal["fits", "tight", "does not fit"]
+from fitcalc.core.verdict import Verdict, verdict_of  # noqa: F401  (re-exported: plan.verdict_of)
 
 
 class FitResult(BaseModel):
@@ -70,12 +88,6 @@ class FitResult(BaseModel):
     calibration: CalibrationInfo | None = None  # set when terms were scaled by stored engine-log residuals
     # fit without --engine: another engine's answer for the same GPU, shown because its verdict differs
     alternative: bool = False
-
-
-def verdict_of(headroom: int, uncertainty: int) -> Verdict:
-    if headroom < 0:
-        return "does not fit"
-    return "fits" if headroom >= uncertainty else "tight"
 
 
 def context_step(p: Prepared) -> int:

@@ -365,12 +365,28 @@ def plan(model: ModelArg, gpu: GpuOpt = None, context: ContextOpt = None, batch:
          check: Annotated[bool, typer.Option("--check", help="exit 3 unless the plan fits the GPUs given")] = False,
          explain: Annotated[bool, typer.Option("--explain", help="print every term's derivation")] = False,
          source: SourceOpt = "auto", calibrated: CalibratedOpt = None, store: StoreOpt = None,
-         engine_version: EngineVersionOpt = None, set_: SetOpt = None) -> None:
+         engine_version: EngineVersionOpt = None, set_: SetOpt = None,
+         method: Annotated[Optional[str], typer.Option(
+             "--method", help="plan a fine-tuning step instead: full, lora or qlora, answered as `fitcalc train` "
+                              "answers it (largest micro-batch and sequence, GPUs needed), --context as the sequence "
+                              "and --batch as the micro-batch; train takes the other training options")] = None,
+         ) -> None:
     """What should I run? Placement per GPU, largest context and batch, GPUs needed, best recipe,
     CPU offload, expected speed and ready-to-paste engine flags."""
     from fitcalc import api
     from fitcalc.core.units import parse_count
 
+    if method is not None:
+        serving = {"--engine": engine, "--kv-dtype": kv_dtype, "--recipe": recipe, "--tp": tp, "--pp": pp, "--ep": ep,
+                   "--gpu-layers": gpu_layers, "--cpu-moe": cpu_moe, "--set": set_, "--prompt": prompt, "--ram": ram}
+        given = [k for k, v in serving.items() if v]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)}: serving options; a training plan takes "
+                                     f"`fitcalc train {model} --method {method}` options (see `fitcalc train -h`)",
+                                     param_hint="--method")
+        train(model, gpu, method=method, micro_batch=batch, seq=context or "2048", json_out=json_out, check=check,
+              explain=explain, source=source)
+        return
     ctx = parse_count(context) if context is not None else None
     prompt_tokens = parse_count(prompt) if prompt is not None else None
     result = api.plan(model, gpu, ram, ram_bandwidth, engine, ctx, batch, kv_dtype, recipe, tp, pp, ep, gpu_layers,

@@ -163,14 +163,6 @@ def capacity_bar(terms, available: int, width: int = 60) -> Text:
     return bar
 
 
-def verdict_line(verdict: str, needed: int, available: int, count: int, headroom: int, uncertainty: int) -> Text:
-    """``FITS  needs X of Y (Y GB) per GPU; headroom H ± U``."""
-    v = Text(verdict.upper(), style=_VERDICT_STYLE[verdict])
-    v.append(f"  needs {gib(needed)} of {gib(available)} ({gb(available)}){' per GPU' if count > 1 else ''}; "
-             f"headroom {format_bytes(headroom)} ± {format_bytes(uncertainty)}", style="default")
-    return v
-
-
 def terms_table(terms) -> Table:
     """Term id, GiB, MB, kind and band, one row per term."""
     t = Table(show_header=True, box=None, pad_edge=False)
@@ -290,7 +282,8 @@ def render_fit_terms(results, out: Console | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _train_setup_text(s) -> str:
+def _train_setup_lines(s) -> list[str]:
+    """The method on one line, the step's shape on the next: each short enough for 80 columns."""
     if s.method == "full":
         what = "full fine-tuning"
     else:
@@ -299,54 +292,94 @@ def _train_setup_text(s) -> str:
     ckpt = ""
     if s.checkpointing:
         ckpt = ", gradient checkpointing" + (f" every {s.checkpoint_every} layers" if s.checkpoint_every > 1 else "")
-    return (f"{what}, {s.precision}, {s.optimizer} — micro-batch {s.micro_batch} × {s.seq:,} tokens, "
-            f"{s.attention} attention, {s.loss} loss{ckpt}")
+    return [f"{what}, {s.precision}, {s.optimizer}",
+            f"micro-batch {s.micro_batch} × {s.seq:,} tokens, {s.attention} attention, {s.loss} loss{ckpt}"]
 
 
-def _train_limits(r, setup) -> str:
-    if r.gpus_needed is not None:
-        need = f"{r.gpus_needed:,}"
-    elif setup.zero == 0 and setup.fsdp is None:
-        need = "more GPUs do not help without sharding (--zero 3 or --fsdp full)"
-    else:
-        need = "none up to 1,024: what each GPU holds beyond its shard (gathered layers, activations) does not fit"
-    mb = f"{r.max_micro_batch:,}" if r.max_micro_batch else "none"
-    sq = f"{r.max_seq:,} tokens" if r.max_seq else "none"
-    return (f"largest micro-batch at {setup.seq:,} tokens: {mb}; largest sequence at micro-batch "
-            f"{setup.micro_batch}: {sq}; GPUs of this kind needed: {need}")
+def _train_name(r) -> str:
+    name = r.device_id or r.label.removesuffix(" budget")
+    return f"{name}:{r.count}" if r.count > 1 else name
+
+
+def train_table(result) -> Table:
+    """One row per GPU configuration: verdict, one GPU's need/of, headroom ± uncertainty, and what
+    would fit (largest micro-batch at the sequence, largest sequence at the micro-batch, GPUs needed)."""
+    t = Table(show_header=True, box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for col, j in (("GPU", "left"), ("verdict", "left"), ("needs/of GiB", "right"), ("headroom ± GiB", "right"),
+                   ("max batch", "right"), ("max seq", "right"), ("GPUs", "right")):
+        t.add_column(col, justify=j, no_wrap=col != "GPU")  # type: ignore[arg-type]
+    for r in result.fits:
+        t.add_row(_train_name(r), Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict]),
+                  f"{_num_gib(r.gpu_bytes)}/{_num_gib(r.memory_bytes)}",
+                  f"{_num_gib(r.headroom_bytes)} ± {_num_gib(r.uncertainty_bytes)}",
+                  f"{r.max_micro_batch:,}" if r.max_micro_batch else "—", f"{r.max_seq:,}" if r.max_seq else "—",
+                  f"{r.gpus_needed:,}" if r.gpus_needed is not None else "—")
+    return t
+
+
+def _train_footer(result) -> list[str]:
+    """What the table's columns mean and assume, each said once."""
+    s = result.setup
+    lines = [f"max batch: micro-batch at {s.seq:,} tokens; max seq: tokens at micro-batch {s.micro_batch}; "
+             "GPUs: of that kind, same sharding"]
+    if any(r.gpus_needed is None for r in result.fits):
+        lines.append("GPUs —: more GPUs do not help without sharding (--zero 3 or --fsdp full)"
+                     if s.zero == 0 and s.fsdp is None else
+                     "GPUs —: none up to 1,024, what each GPU holds beyond its shard does not fit")
+    for sharding in dict.fromkeys(r.sharding for r in result.fits):
+        lines.append(f"sharding: {sharding}")
+    for r in result.fits:
+        if r.host_terms:
+            lines.append(f"host RAM per node ({min(r.count, s.gpus_per_node)} GPUs), {_train_name(r)}: "
+                         f"{gib(r.host_bytes)}")
+    lines.append("every term per GPU: --explain; every number in bytes: --json")
+    return lines
 
 
 def render_train(result, explain: bool = False, out: Console | None = None) -> None:
+    """The answer first, as fit gives it: one line per GPU configuration; ``explain`` adds each one's
+    terms, capacity bar, host RAM terms and derivations."""
     c = out or console()
-    c.print(Text(f"{result.display_name} — {_train_setup_text(result.setup)}", style="bold"), soft_wrap=True)
+    setup = _train_setup_lines(result.setup)
+    c.print(Text(f"{result.display_name} — {setup[0]}", style="bold"))
+    c.print(setup[1])
     c.print(f"trains {format_params(result.params_trainable)} of {format_params(result.params_total)} parameters "
-            f"({result.params_trainable:,}); weights held as {result.recipe}", soft_wrap=True)
-    for r in result.fits:
-        count = f"{r.count} × " if r.count > 1 else ""
-        c.print(Text(f"on {count}{r.label} — {r.sharding}", style="bold"), soft_wrap=True)
-        c.print(verdict_line("fits" if r.fits else "does not fit", r.gpu_bytes, r.memory_bytes, r.count,
-                             r.headroom_bytes, r.uncertainty_bytes), soft_wrap=True)
-        c.print(terms_table(r.terms))
-        c.print(capacity_bar(r.terms, r.memory_bytes))
-        if r.host_terms:
-            c.print(f"host RAM per node ({min(r.count, result.setup.gpus_per_node)} GPUs): {gib(r.host_bytes)} = "
-                    + " + ".join(f"{t.id} {gib(t.bytes)}" for t in r.host_terms), soft_wrap=True)
-        c.print(_train_limits(r, result.setup), soft_wrap=True)
-        for n in r.notes:
-            c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
-        if explain:
-            for term in [*r.terms, *r.host_terms]:
-                c.print(Text(term.explain, style="dim"), soft_wrap=True)
-        c.print()
-    for n in result.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+            f"({result.params_trainable:,}); weights held as {result.recipe}")
+    c.print(train_table(result))
+    for line in _train_footer(result):
+        c.print(Text(line, style="dim"))
+    notes = dict.fromkeys([*(n for r in result.fits for n in r.notes), *result.notes])
+    for n in notes:
+        c.print(Text(f"note: {n}", style="yellow"))
+    if explain:
+        for r in result.fits:
+            c.print()
+            _render_train_terms(c, r)
+
+
+def _render_train_terms(c: Console, r) -> None:
+    count = f"{r.count} × " if r.count > 1 else ""
+    c.print(Text(f"on {count}{r.label}", style="bold"))
+    c.print(Text(r.sharding, style="dim"))
+    v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
+    v.append(f"  needs {gib(r.gpu_bytes)} of {gib(r.memory_bytes)} ({gb(r.memory_bytes)})"
+             f"{' per GPU' if r.count > 1 else ''}", style="default")
+    c.print(v)
+    c.print(f"headroom {format_bytes(r.headroom_bytes)} ± {format_bytes(r.uncertainty_bytes)}")
+    c.print(terms_table(r.terms))
+    c.print(capacity_bar(r.terms, r.memory_bytes, width=max(10, min(60, c.width - 24))))
+    if r.host_terms:
+        c.print(f"host RAM per node: {gib(r.host_bytes)}")
+        c.print(terms_table(r.host_terms))
+    for term in [*r.terms, *r.host_terms]:
+        c.print(Text(term.explain, style="dim"))
 
 
 def render_verify_train(r, out: Console | None = None) -> None:
     """One row per measured term: predicted, measured, error, tolerance, verdict."""
     c = out or console()
     c.print(Text(f"{r.model}, first {r.layers} layer{'s' if r.layers > 1 else ''} — {r.setup_text} — {r.device}",
-                 style="bold"), soft_wrap=True)
+                 style="bold"))
     t = Table(show_header=True, box=None, pad_edge=False)
     for col, just in (("term", "left"), ("predicted", "right"), ("measured", "right"), ("error", "right"),
                       ("tolerance", "right"), ("", "left")):
@@ -357,7 +390,7 @@ def render_verify_train(r, out: Console | None = None) -> None:
     c.print(t)
     c.print(f"peak of live tensors over the step: {gib(r.peak_measured)}; predicted total {gib(r.predicted_total)}")
     for n in r.notes:
-        c.print(Text(f"note: {n}", style="yellow"), soft_wrap=True)
+        c.print(Text(f"note: {n}", style="yellow"))
 
 
 # ---------------------------------------------------------------------------------------------

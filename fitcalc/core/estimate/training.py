@@ -50,6 +50,7 @@ from fitcalc.core.estimate.weights import (
 from fitcalc.core.recipes import GENERIC_RECIPES, resolve_recipe
 from fitcalc.core.spec import Architecture, Device, ModelSpec, RecipeSpec
 from fitcalc.core.units import ceil_div, format_both
+from fitcalc.core.verdict import Verdict, verdict_of
 
 Method = Literal["full", "lora", "qlora"]
 Precision = Literal["bf16-mixed", "bf16", "fp32"]
@@ -637,6 +638,10 @@ class TrainFit(BaseModel):
     fits: bool  # gpu_bytes − pageable_bytes fits (a step that pages runs slower; see notes)
     headroom_bytes: int
     uncertainty_bytes: int
+    # fit's rule (fitcalc.core.verdict) on the bytes that must stay on the GPU: "tight" also when the
+    # step fits only by paging optimizer states to host RAM
+    verdict: Verdict = "fits"
+    device_id: str | None = None  # the profile id a user types (rtx-4090), None for a raw budget
     terms: list[Term]  # per GPU, placement 'gpu'
     host_terms: list[Term]  # per node: the host-resident terms of its GPUs
     host_bytes: int
@@ -681,9 +686,13 @@ def fit_training(p: TrainPrep, device: Device, n_gpus: int, label: str) -> Train
     limit = p.arch.max_position_embeddings or (1 << 20)
     max_b = _largest(lambda b: _gpu_bytes(p, device, n_gpus, b, s.seq) <= cap, 1 << 14)
     max_s = _largest(lambda q: _gpu_bytes(p, device, n_gpus, s.micro_batch, q) <= cap, limit)
+    unc = sum(t.uncertainty_bytes for t in gpu_terms)
+    verdict = verdict_of(cap - used, unc)
+    if used > cap >= used - pageable:
+        verdict = "tight"
     return TrainFit(label=label, count=n_gpus, memory_bytes=cap, sharding=notes[0], gpu_bytes=used, pageable_bytes=pageable,
-                    fits=used - pageable <= cap,
-                    headroom_bytes=cap - used, uncertainty_bytes=sum(t.uncertainty_bytes for t in gpu_terms),
+                    fits=used - pageable <= cap, verdict=verdict, device_id=device.profile_id,
+                    headroom_bytes=cap - used, uncertainty_bytes=unc,
                     terms=gpu_terms, host_terms=host, host_bytes=sum(t.bytes for t in host), max_micro_batch=max_b,
                     max_seq=max_s, gpus_needed=gpus_needed(p, device), notes=[*notes[1:], *p.notes])
 
