@@ -257,14 +257,8 @@ def render_fit_terms(results, out: Console | None = None) -> None:
         # short lines, each value whole: no line here is longer than 80 columns for any catalog GPU
         c.print(Text(f"{r.model} on {count}{r.device}", style="bold"))
         c.print(f"{r.engine} — context {r.context:,} × batch {r.batch}, KV {r.kv_dtype}, recipe {r.recipe}")
-        v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
-        v.append(f"  needs {gib(r.required_bytes)} of {gib(r.available_bytes)} ({gb(r.available_bytes)})"
-                 f"{' per GPU' if r.count > 1 else ''}", style="default")
-        c.print(v)
-        c.print(f"headroom {format_bytes(r.headroom_bytes)} ± {format_bytes(r.uncertainty_bytes)}")
-        c.print(terms_table(r.terms))
-        # room for " ▲ over by 1,023.99 MiB" beside the bar, so it never wraps
-        c.print(capacity_bar(r.terms, r.available_bytes, width=max(10, min(60, c.width - 24))))
+        _print_terms_block(c, r.verdict, r.required_bytes, r.available_bytes, r.count, r.headroom_bytes,
+                           r.uncertainty_bytes, r.terms)
         if r.max_context is None:
             c.print("max context: does not fit even at the smallest context", style="red")
         else:
@@ -357,17 +351,26 @@ def render_train(result, explain: bool = False, out: Console | None = None) -> N
             _render_train_terms(c, r)
 
 
+def _print_terms_block(c: Console, verdict: str, needed: int, available: int, count: int, headroom: int,
+                       uncertainty: int, terms) -> None:
+    """The verdict, needs/of, headroom ± uncertainty, the terms and the capacity bar: short lines, each
+    value whole (fit's and train's --explain)."""
+    v = Text(verdict.upper(), style=_VERDICT_STYLE[verdict])
+    v.append(f"  needs {gib(needed)} of {gib(available)} ({gb(available)}){' per GPU' if count > 1 else ''}",
+             style="default")
+    c.print(v)
+    c.print(f"headroom {format_bytes(headroom)} ± {format_bytes(uncertainty)}")
+    c.print(terms_table(terms))
+    # room for " ▲ over by 1,023.99 MiB" beside the bar, so it never wraps
+    c.print(capacity_bar(terms, available, width=max(10, min(60, c.width - 24))))
+
+
 def _render_train_terms(c: Console, r) -> None:
     count = f"{r.count} × " if r.count > 1 else ""
     c.print(Text(f"on {count}{r.label}", style="bold"))
     c.print(Text(r.sharding, style="dim"))
-    v = Text(r.verdict.upper(), style=_VERDICT_STYLE[r.verdict])
-    v.append(f"  needs {gib(r.gpu_bytes)} of {gib(r.memory_bytes)} ({gb(r.memory_bytes)})"
-             f"{' per GPU' if r.count > 1 else ''}", style="default")
-    c.print(v)
-    c.print(f"headroom {format_bytes(r.headroom_bytes)} ± {format_bytes(r.uncertainty_bytes)}")
-    c.print(terms_table(r.terms))
-    c.print(capacity_bar(r.terms, r.memory_bytes, width=max(10, min(60, c.width - 24))))
+    _print_terms_block(c, r.verdict, r.gpu_bytes, r.memory_bytes, r.count, r.headroom_bytes, r.uncertainty_bytes,
+                       r.terms)
     if r.host_terms:
         c.print(f"host RAM per node: {gib(r.host_bytes)}")
         c.print(terms_table(r.host_terms))
