@@ -231,7 +231,7 @@ def check(spec_path: str, yes: bool = False, baseline: str | None = None, progre
     if not has_assertions(spec):
         raise InputError(f"{spec_path}: the spec has no assertions to check",
                          hint="add e.g. `assert: {must_fit: true}` (docs/report-spec.md)")
-    if not rep.scenarios:  # every matrix row left out: a gate over nothing would pass
+    if not rep.scenarios and not rep.training:  # every matrix row left out: a gate over nothing would pass
         why = f" ({rep.notes[0]})" if rep.notes else ""
         raise InputError(f"{spec_path}: no scenario could be evaluated{why}", hint="fix the spec so that at least one "
                          "scenario is answered: `fitcalc report` shows which were left out and why")

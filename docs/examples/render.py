@@ -35,7 +35,7 @@ def main(names: list[str]) -> int:
             for fmt in ("md", "html"):
                 out = spec.with_suffix(f".{fmt}")
                 write_atomic(out, render(rep, fmt))
-                print(f"wrote {out.relative_to(ROOT)} ({len(rep.scenarios)} scenarios)")
+                print(f"wrote {out.relative_to(ROOT)} ({len(rep.scenarios)} scenarios, {len(rep.training)} training)")
         except FitcalcError as e:
             failed += 1
             print(f"skipped {rel}: {e.one_line()}", file=sys.stderr)

@@ -600,7 +600,9 @@ def report(spec: SpecArg,
         write_atomic(output, text)
         from fitcalc.shell.render import console
 
-        console(stderr=True).print(f"wrote {output} ({kind}, {len(rep.scenarios):,} scenarios)", highlight=False)
+        console(stderr=True).print(f"wrote {output} ({kind}, {len(rep.scenarios):,} scenarios"
+                                    + (f", {len(rep.training):,} training" if rep.training else "") + ")",
+                                    highlight=False)
     else:
         sys.stdout.write(text)
 
@@ -631,7 +633,7 @@ def check(spec: SpecArg,
     finally:
         progress.close()
     lines = [a.line() for a in rep.assertions if verbose or not a.ok]
-    lines.append(summary_line(rep.assertions, len(rep.scenarios)))
+    lines.append(summary_line(rep.assertions, len(rep.scenarios) + len(rep.training)))
     extra = diff_lines(diff, baseline) if diff is not None and baseline else []
     sys.stdout.write("\n".join(lines + extra) + "\n")
     if junit:

@@ -127,8 +127,9 @@ def test_examples_validate_against_the_published_schema():
     assert list(validator.iter_errors({"models": ["m"], "gpus": ["g"], "contexts": [0]}))
 
 
-def test_ci_example_passes(runner, app):
-    r = runner.invoke(app, ["check", str(ROOT / "docs" / "examples" / "ci-sizing.yaml")])
+@pytest.mark.parametrize("example", ["ci-sizing.yaml", "fine-tuning.yaml"])
+def test_ci_examples_pass(runner, app, example):
+    r = runner.invoke(app, ["check", str(ROOT / "docs" / "examples" / example)])
     assert r.exit_code == 0, r.output
 
 

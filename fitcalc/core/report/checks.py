@@ -154,7 +154,8 @@ def evaluate_assertions(spec: ReportSpec, cases: list[Case], results: list[Scena
 
 def has_assertions(spec: ReportSpec) -> bool:
     return (spec.assert_ is not None and not spec.assert_.is_empty()) or bool(spec.checks) or any(
-        s.assert_ is not None and not s.assert_.is_empty() for s in spec.scenarios)
+        s.assert_ is not None and not s.assert_.is_empty() for s in spec.scenarios) or any(
+        t.assert_ is not None and t.assert_.model_dump(exclude_none=True) for t in spec.training)
 
 
 def summary_line(assertions: list[AssertionResult], scenarios: int) -> str:

@@ -106,9 +106,10 @@ def scenario_count(spec: ReportSpec) -> int:
 
 
 def _check_axes(spec: ReportSpec) -> None:
-    if spec.models is None and not spec.scenarios:
+    if spec.models is None and not spec.scenarios and not spec.training:
         raise InputError("the spec has no scenarios",
-                         hint="give models, gpus and contexts (a matrix) or a list of named scenarios")
+                         hint="give models, gpus and contexts (a matrix), a list of named scenarios, or training "
+                              "scenarios (docs/report-spec.md)")
     if spec.models is None:
         return
     for key, values in _axes(spec).items():

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from fitcalc.core.estimate.training import TrainFit, TrainSetup
 from fitcalc.core.plan import FitResult
 
 Origin = Literal["matrix", "scenario"]
@@ -59,6 +60,23 @@ class ScenarioResult(BaseModel):
     plan: PlanFields = PlanFields()
 
 
+class TrainingResult(BaseModel):
+    """A training scenario: `fitcalc train`'s answer for one GPU configuration, with the scenario's name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    model: str  # as the spec wrote it
+    gpu: str  # as the spec wrote it
+    display_name: str
+    setup: TrainSetup
+    recipe: str  # the weights as held
+    params_total: int
+    params_trainable: int
+    fit: TrainFit
+    notes: list[str] = []
+
+
 class AssertionResult(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
@@ -88,10 +106,11 @@ class Report(BaseModel):
     scenarios: list[ScenarioResult]
     assertions: list[AssertionResult]
     notes: list[str]  # e.g. combinations left out because an engine does not take a KV dtype
+    training: list[TrainingResult] = []  # the spec's training scenarios, after the serving ones
 
     @property
     def failed(self) -> list[AssertionResult]:
         return [a for a in self.assertions if not a.ok]
 
 
-__all__ = ["PlanFields", "SpeedStatus", "ScenarioResult", "AssertionResult", "Report", "Status", "Origin"]
+__all__ = ["PlanFields", "SpeedStatus", "ScenarioResult", "TrainingResult", "AssertionResult", "Report", "Status", "Origin"]

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from fitcalc.core.estimate.training import TrainSetup
 from fitcalc.core.errors import FitcalcError
 from fitcalc.core.spec import MAX_GPU_COUNT, GpuCount
 
@@ -152,6 +153,31 @@ class Scenario(_Strict):
     assert_: Assertions | None = Field(None, alias="assert")
 
 
+class TrainAssertions(_Strict):
+    """What must hold for a training scenario: per GPU, as `fitcalc train` prints it."""
+
+    must_fit: bool | None = Field(None, description="true: one training step fits each GPU ('tight' fits)")
+    max_vram: Bytes | None = Field(None, description="one GPU's bytes at most this (e.g. 70GiB)")
+    min_headroom: Bytes | None = Field(None, description="memory minus one GPU's bytes is at least this")
+    min_micro_batch: PositiveInt | None = Field(None, description="the largest micro-batch at the sequence is at least this")
+    min_seq: Tokens | None = Field(None, description="the longest sequence at the micro-batch is at least this")
+    max_gpus_needed: PositiveInt | None = Field(
+        None, description="GPUs of the scenario's kind the step needs with its sharding, at most this")
+
+
+class TrainingScenario(_Strict):
+    """A fine-tuning step, priced as `fitcalc train MODEL --gpu GPU` with the options under ``train``."""
+
+    name: str = Field(min_length=1)
+    model: ModelEntry
+    gpu: GpuEntry
+    train: TrainSetup = Field(default_factory=TrainSetup, description=(
+        "the options of `fitcalc train`: method, rank, targets, optimizer, precision, micro_batch, seq, "
+        "grad_accum, checkpointing, checkpoint_every, attention, loss, zero, fsdp, offload, double_quant, "
+        "base_recipe, gpus_per_node"))
+    assert_: TrainAssertions | None = Field(None, alias="assert")
+
+
 class Where(_Strict):
     """Selects scenarios: each given field matches one value or any of a list, as written in the spec."""
 
@@ -190,6 +216,7 @@ class ReportSpec(_Strict):
     recipes: list[str] | None = None
     kv_dtypes: list[str] | None = None
     scenarios: list[Scenario] = Field(default_factory=list)
+    training: list[TrainingScenario] = Field(default_factory=list, description="named fine-tuning steps")
     assert_: Assertions | None = Field(None, alias="assert", description="applies to every scenario")
     checks: list[Check] = Field(default_factory=list)
     max_scenarios: Annotated[int, Field(gt=0, le=HARD_MAX_SCENARIOS)] = Field(
@@ -207,7 +234,7 @@ class ReportSpec(_Strict):
                 raise ValueError("models is given but gpus is not: the matrix needs both")
             if self.contexts is None and self.defaults.context is None:
                 raise ValueError("the matrix needs contexts (or defaults.context)")
-        names = [s.name for s in self.scenarios]
+        names = [s.name for s in self.scenarios] + [t.name for t in self.training]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"scenario name {dup[0]!r} is used twice; names must be unique")
@@ -224,5 +251,5 @@ def report_spec_schema() -> dict:
     return schema
 
 
-__all__ = ["ReportSpec", "Scenario", "Assertions", "Check", "Where", "Defaults", "ModelRef", "GpuRef",
+__all__ = ["ReportSpec", "Scenario", "Assertions", "TrainingScenario", "TrainAssertions", "TrainSetup", "Check", "Where", "Defaults", "ModelRef", "GpuRef",
            "DEFAULT_MAX_SCENARIOS", "HARD_MAX_SCENARIOS", "gpu_text", "model_text", "model_source", "report_spec_schema"]

@@ -25,7 +25,10 @@ SPEC_DOC = "docs/report-spec.md"
 _HOLDER: dict[str, type[BaseModel]] = {
     "defaults": S.Defaults, "scenarios": S.Scenario, "assert": S.Assertions, "checks": S.Check, "where": S.Where,
     "models": S.ModelRef, "model": S.ModelRef, "gpus": S.GpuRef, "gpu": S.GpuRef,
+    "training": S.TrainingScenario, "train": S.TrainSetup,
 }
+# Inside a training scenario, its `assert` holds training assertions.
+_TRAINING_HOLDER: dict[str, type[BaseModel]] = {**_HOLDER, "assert": S.TrainAssertions}
 _RANK = {"extra_forbidden": 0, "string_type": 2, "model_type": 2, "model_attributes_type": 2, "dict_type": 2}
 
 
@@ -55,9 +58,10 @@ def validation_error(err: ValidationError, path: str) -> SpecError:
     hint = f"see {SPEC_DOC}"
     if first["type"] == "extra_forbidden":
         holder: type[BaseModel] = ReportSpec
+        holders = _TRAINING_HOLDER if loc and loc[0] == "training" else _HOLDER
         for x in reversed(loc[:-1]):
-            if isinstance(x, str) and x in _HOLDER:
-                holder = _HOLDER[x]
+            if isinstance(x, str) and x in holders:
+                holder = holders[x]
                 break
         known = _keys(holder)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
@@ -170,6 +174,19 @@ def check_ids(spec: ReportSpec, resolver: CatalogResolver, path: str) -> None:
         attempt(f"{where}.recipe", resolve_recipe, m, None if recipe == "native" else recipe)
         eng = attempt(f"{where}.engine", resolver.engine, m, recipe, s.engine or d.engine)
         _kv_refused(m, [eng], s.kv_dtype or d.kv_dtype, path, f"{where}.kv_dtype")
+    _check_training_ids(spec, resolver, attempt)
+
+
+def _check_training_ids(spec: ReportSpec, resolver: CatalogResolver, attempt) -> None:
+    """A training scenario's model, GPU and setup (a LoRA target the model lacks, QLoRA on an already
+    quantized checkpoint ...) fail here, naming the scenario, as `fitcalc train` refuses them."""
+    from fitcalc.core.estimate.training import prepare_training
+
+    for t in spec.training:
+        where = f"training[{t.name}]"
+        m = attempt(f"{where}.model", resolver.model, model_text(t.model), model_source(t.model))
+        attempt(f"{where}.gpu", resolver.device, gpu_text(t.gpu))
+        attempt(f"{where}.train", prepare_training, m, t.train, resolver.engine(m, "native", "torch"))
 
 
 def read_json_report(path: str | Path) -> Any:
@@ -197,6 +214,7 @@ def build_report(spec_path: str | Path, *, yes: bool = False, progress=None):
     from fitcalc.core.report.checks import evaluate_assertions
     from fitcalc.core.report.matrix import evaluate, expand
     from fitcalc.core.report.result import Report
+    from fitcalc.core.report.training import evaluate_training, training_assertions
 
     path = str(spec_path)
     spec = load_spec(path)
@@ -207,9 +225,10 @@ def build_report(spec_path: str | Path, *, yes: bool = False, progress=None):
     resolver = CatalogResolver(base=Path(path).resolve().parent)
     check_ids(spec, resolver, path)
     results, notes = evaluate(cases, resolver, progress)
-    assertions = evaluate_assertions(spec, cases, results)
+    training = evaluate_training(spec.training, resolver)
+    assertions = [*evaluate_assertions(spec, cases, results), *training_assertions(spec.training, training)]
     report = Report(title=spec.title, description=spec.description, spec_path=path, scenarios=results,
-                    assertions=assertions, notes=notes)
+                    assertions=assertions, notes=notes, training=training)
     return spec, cases, report
 
 

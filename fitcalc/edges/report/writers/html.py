@@ -354,14 +354,14 @@ def section_html(s: Section, figures: list[str], folded: str | None = None) -> s
     return "\n".join(out)
 
 
-def _page_order(sections: list[Section], memory: Section) -> list[Section]:
+def _page_order(sections: list[Section], memory: Section | None) -> list[Section]:
     """The answer first: the summary, the largest-context chart and the memory charts, then the
     tables per model; the checks and the secondary tables after them, folded."""
     first = [s for s in sections if s.anchor in ("summary", "max-context")]
     main = [s for s in sections if s not in first and not s.details and s.anchor not in ("checks", "notes")]
     checks = [s for s in sections if s.anchor == "checks"]
     rest = [s for s in sections if s.details or s.anchor == "notes"]
-    return [*first, memory, *main, *checks, *rest]
+    return [*first, *([memory] if memory else []), *main, *checks, *rest]
 
 
 def _fold_line(s: Section, report: Report) -> str | None:
@@ -384,7 +384,8 @@ def render_html(report: Report) -> str:
     figures = {"max-context": ctx, "speed": speed, "memory": mem}
     body = []
     nav = []
-    for s in _page_order(sections, memory):
+    # a report of training scenarios only has no serving footprints to chart
+    for s in _page_order(sections, memory if report.scenarios else None):
         body.append(section_html(s, figures.get(s.anchor, []), _fold_line(s, report)))
         nav.append(f'<a href="#{_e(s.anchor)}">{_e(s.title)}</a>')
     desc = f'<p>{_e(report.description.strip())}</p>' if report.description else ""

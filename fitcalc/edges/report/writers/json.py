@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from fitcalc import __version__
-from fitcalc.core.report.result import AssertionResult, Report, ScenarioResult
+from fitcalc.core.report.result import AssertionResult, Report, ScenarioResult, TrainingResult
 
 FORMAT = "fitcalc-report"
 FORMAT_VERSION = 1
@@ -37,6 +37,18 @@ def scenario_doc(r: ScenarioResult) -> dict:
     return doc
 
 
+def training_doc(t: TrainingResult) -> dict:
+    """A training scenario as `fitcalc train --json` prints one GPU configuration, with its name."""
+    doc = t.model_dump(exclude={"fit"})
+    doc["model_source"] = doc.pop("model")
+    f = t.fit
+    doc.update(f.model_dump(exclude={"terms", "host_terms", "notes"}))
+    doc["notes"] = list(dict.fromkeys([*f.notes, *t.notes]))
+    doc["terms"] = [{"id": x.id, "bytes": x.bytes, "kind": x.kind, "band": x.band} for x in f.terms]
+    doc["host_terms"] = [{"id": x.id, "bytes": x.bytes, "kind": x.kind, "band": x.band} for x in f.host_terms]
+    return doc
+
+
 def assertion_doc(a: AssertionResult) -> dict:
     return a.model_dump()
 
@@ -51,8 +63,10 @@ def report_doc(report: Report) -> dict:
         "title": report.title, "description": report.description, "spec": report.spec_path,
         "units": {"*_bytes": "bytes (int)", "context, max_context, *_tokens": "tokens (int)",
                   "band": "relative uncertainty of a term (0.3 = ±30%)"},
-        "summary": {"scenarios": len(report.scenarios), "verdicts": verdicts, "assertions": status},
+        "summary": {"scenarios": len(report.scenarios), "verdicts": verdicts, "assertions": status,
+                    "training": {v: sum(t.fit.verdict == v for t in report.training) for v in VERDICTS}},
         "scenarios": [scenario_doc(r) for r in report.scenarios],
+        "training": [training_doc(t) for t in report.training],
         "assertions": [assertion_doc(a) for a in report.assertions],
         "notes": list(report.notes),
     }

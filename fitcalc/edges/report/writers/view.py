@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fitcalc.core.report.checks import summary_line
-from fitcalc.core.report.result import Report, ScenarioResult
+from fitcalc.core.report.result import Report, ScenarioResult, TrainingResult
 from fitcalc.core.units import to_unit
 
 FAMILIES = (("weights", "weights"), ("kv", "KV cache"), ("act", "activations"), ("overhead", "overhead"))
@@ -307,6 +307,34 @@ def _per_model(make, matrix: list[ScenarioResult], named: list[ScenarioResult], 
     return tables
 
 
+def training_counts_line(training: list[TrainingResult]) -> str:
+    n = {v: sum(t.fit.verdict == v for t in training) for v in VERDICTS}
+    return (f"{len(training):,} training scenario{'s' if len(training) > 1 else ''}: {n['fits']:,} fit, "
+            f"{n['tight']:,} tight, {n['does not fit']:,} {'does' if n['does not fit'] == 1 else 'do'} not fit.")
+
+
+def training_table(training: list[TrainingResult]) -> Table:
+    """One row per training scenario: what is trained, the verdict, one GPU's need of its memory, host RAM
+    per node, and the limits `fitcalc train` prints."""
+    rows = []
+    for t in training:
+        f, s = t.fit, t.setup
+        what = "full" if s.method == "full" else f"{s.method} r={s.rank}"
+        shard = f"ZeRO-{s.zero}" if s.zero else (f"FSDP {s.fsdp}" if s.fsdp else "")
+        ckpt = "checkpointing" if s.checkpointing else ""
+        rows.append([t.name, t.model, t.gpu, ", ".join(x for x in (what, s.optimizer, shard, ckpt) if x),
+                     f"{s.micro_batch} × {s.seq:,}", f.verdict, f"{gib(f.gpu_bytes)} / {gib(f.memory_bytes)}",
+                     f"{gib(f.headroom_bytes)} ± {gib(f.uncertainty_bytes)}", gib(f.host_bytes) if f.host_bytes else "—",
+                     f"{f.max_micro_batch:,}" if f.max_micro_batch else "none",
+                     f"{f.max_seq:,}" if f.max_seq else "none",
+                     f"{f.gpus_needed:,}" if f.gpus_needed is not None else "—"])
+    return Table(columns=["scenario", "model", "GPU", "training", "batch × seq", "verdict", "needs / of GiB",
+                          "headroom ± GiB", "host RAM GiB", "max micro-batch", "max seq", "GPUs needed"],
+                 align=["l", "l", "l", "l", "r", "l", "r", "r", "r", "r", "r", "r"], rows=rows,
+                 kinds=["text", "text", "text", "long", "text", "verdict", "text", "text", "text", "text", "text",
+                        "text"])
+
+
 def build_view(report: Report) -> list[Section]:
     results = report.scenarios
     matrix = [r for r in results if r.origin == "matrix"]
@@ -314,9 +342,11 @@ def build_view(report: Report) -> list[Section]:
     varying = varying_columns(matrix)
     sections: list[Section] = []
 
-    summary = Section("Summary", anchor="summary", lines=[counts_line(results)])
+    summary = Section("Summary", anchor="summary", lines=[counts_line(results)] if results else [])
+    if report.training:
+        summary.lines.append(training_counts_line(report.training))
     if report.assertions:
-        summary.lines.append(summary_line(report.assertions, len(results)) + ".")
+        summary.lines.append(summary_line(report.assertions, len(results) + len(report.training)) + ".")
     if matrix:
         summary.tables.append(best_gpu_table(matrix, varying))
     sections.append(summary)
@@ -355,6 +385,16 @@ def build_view(report: Report) -> list[Section]:
         s = Section("Named scenarios", anchor="scenarios", lines=speed_lines(named))
         s.tables.append(scenario_table(named, varying, named=True))
         sections.append(s)
+
+    if report.training:
+        sections.append(Section("Training", anchor="training", lines=[
+            "One training step per scenario, as `fitcalc train` prices it: one GPU's bytes against its memory, "
+            "the largest micro-batch at the scenario's sequence, the longest sequence at its micro-batch, and "
+            "the GPUs of its kind the step needs with its sharding (— : none up to 1,024, or sharding off)."],
+            tables=[training_table(report.training)]))
+    if not results:
+        notes = unique_notes(report)
+        return [*sections, *([Section("Notes", anchor="notes", lines=notes, bullets=True)] if notes else [])]
 
     s = Section("Speed, batch and GPUs needed", anchor="speed", details=True,
                 lines=["What `fitcalc plan` adds for each scenario's GPUs, without CPU offload: the placement, the "
