@@ -222,3 +222,31 @@ def test_a_gguf_quant_the_repo_lacks_names_the_files_it_has(hub, tmp_path):
     assert "no .gguf file named like 'Q2_K'" in e.value.one_line() and "gpt-oss-20b-Q8_0.gguf" in e.value.one_line()
     # the hint's form works: the quant a listed name holds
     assert api.size("someone/gpt-oss-20b-GGUF:Q8_0").params_total == 20_914_757_184
+
+
+def test_a_hub_read_says_what_it_reads_to_a_watcher(hub, gpt_oss_folder, tmp_path):
+    # issue #16 point 5: Hub reads report each request to the shell's progress line (the shell shows it
+    # after about a second, for a person watching); without a watcher they stay silent
+    from fitcalc.edges.ingest.hub import reporting_progress
+
+    hub.repos["openai/gpt-oss-20b"] = repo_from_folder(gpt_oss_folder)
+    said: list[str] = []
+    with reporting_progress(said.append):
+        api.size("openai/gpt-oss-20b", source="hub")
+    assert said[0] == "openai/gpt-oss-20b: config.json"
+    # the published index lists three shards (tests/checkpoints.py): one message per header read
+    assert said[-1] == "openai/gpt-oss-20b: safetensors headers by range requests, 3 of 3 files"
+    names = ["gpt-oss-20b-Q4_K_M.gguf", "README.md"]
+    hub.repos["someone/gpt-oss-20b-GGUF"], _ = _gguf_repo(tmp_path, names)
+    said.clear()
+    with reporting_progress(said.append):
+        api.size("someone/gpt-oss-20b-GGUF")
+    # a repo id is first tried as a safetensors checkpoint (config.json), then as a GGUF repo
+    assert said == ["someone/gpt-oss-20b-GGUF: config.json", "someone/gpt-oss-20b-GGUF: the file list",
+                    "someone/gpt-oss-20b-GGUF: the GGUF header of gpt-oss-20b-Q4_K_M.gguf by range requests (1 of 1)"]
+
+
+def test_progress_is_silent_when_piped(hub, gpt_oss_folder, runner, app):
+    hub.repos["openai/gpt-oss-20b"] = repo_from_folder(gpt_oss_folder)
+    r = runner.invoke(app, ["size", "openai/gpt-oss-20b", "--source", "hub"])
+    assert r.exit_code == 0 and "hub [" not in r.stderr, r.output

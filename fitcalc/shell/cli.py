@@ -6,6 +6,7 @@ exit 1); ``FITCALC_DEBUG=1`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -96,7 +97,8 @@ def _handled(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with _hub_progress(kwargs.get("json_out", False)):
+                return fn(*args, **kwargs)
         except FitcalcError as e:
             if os.environ.get("FITCALC_DEBUG"):
                 raise
@@ -112,6 +114,19 @@ def _handled(fn: Callable) -> Callable:
             raise typer.Exit(_output_failed(e)) from None
 
     return wrapper
+
+
+def _hub_progress(json_out: bool):
+    """Hub reads say what they read, on stderr, once they have taken about a second, for a person
+    watching (stdout a terminal, not --json); otherwise nothing (and the ingest module stays unloaded)."""
+    from fitcalc.shell.render import shows_progress
+
+    if not shows_progress(json_out):
+        return contextlib.nullcontext()
+    from fitcalc.edges.ingest.hub import reporting_progress
+    from fitcalc.shell.render import LateProgress
+
+    return reporting_progress(LateProgress("hub"))
 
 
 # Errors of writing the output itself (stdout to a full disk, a closed pipe): one line, exit 1.

@@ -872,6 +872,16 @@ class PhaseProgress:
             console(stderr=True).print(Text(f"{self.label} [{dt:6.1f} s] {message}", style="dim"))
 
 
+class LateProgress(PhaseProgress):
+    """PhaseProgress that stays silent for the first PROGRESS_AFTER_S seconds: a quick read shows nothing."""
+
+    def __call__(self, message: str) -> None:
+        import time
+
+        if time.monotonic() - self._t0 >= PROGRESS_AFTER_S:
+            super().__call__(message)
+
+
 def _mib(n: int | None) -> str:
     return "—" if n is None else f"{to_unit(n, 'MiB'):,.2f}"
 

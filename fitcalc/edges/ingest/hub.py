@@ -49,6 +49,31 @@ FIRST_RANGE = 100_000  # bytes asked for first: most headers fit (huggingface_hu
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
+# What a Hub read is doing, for a person watching (issue #16: progress for work over about a second).
+# The shell sets it through ``reporting_progress``; None (the default, and for every library caller)
+# keeps reads silent. Shard headers are read on threads, so calls may come from any of them.
+_progress: list = []
+
+
+class reporting_progress:  # noqa: N801 - used as a context manager, like contextlib's
+    """``with reporting_progress(fn):`` Hub reads inside call ``fn(message)`` at each request."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        _progress.append(self.fn)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _progress.remove(self.fn)
+
+
+def say(message: str) -> None:
+    """Tell the watcher, if any, what is being read now."""
+    for fn in list(_progress):
+        fn(message)
+
 
 class HubError(ModelSourceError):
     """The Hub could not give what was asked: one line saying why, with a hint."""
@@ -298,6 +323,7 @@ def fetch_hub_checkpoint(ref: str, settings: HubSettings | None = None) -> HubCh
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; its HTTP session refuses every request
     # while that copy says offline. Keep it in step with the environment as it is now.
     hc.HF_HUB_OFFLINE = s.offline
+    say(f"{repo}: config.json")
     config_path, offline = _hub_config(hf, s, repo, rev)
     commit = Path(config_path).parent.name
     if not _COMMIT_RE.match(commit):
@@ -308,8 +334,15 @@ def fetch_hub_checkpoint(ref: str, settings: HubSettings | None = None) -> HubCh
     weight_map, total, files = _shards_of(index_path, repo)
     headers = _auth_headers(s)
 
+    done = [0]
+    lock = threading.Lock()
+
     def one(filename: str) -> tuple[list[TensorRecord], dict, FileRecord]:
-        return _hub_header(hf, s, repo, rev, commit, filename, offline, headers, single=index_path is None)
+        part = _hub_header(hf, s, repo, rev, commit, filename, offline, headers, single=index_path is None)
+        with lock:
+            done[0] += 1
+            say(f"{repo}: safetensors headers by range requests, {done[0]:,} of {len(files):,} files")
+        return part
 
     with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
         parts = list(pool.map(one, files))

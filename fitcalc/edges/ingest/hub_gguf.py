@@ -20,7 +20,16 @@ from pathlib import Path
 
 from fitcalc.core.spec import ModelSpec
 from fitcalc.edges.ingest import gguf
-from fitcalc.edges.ingest.hub import HubError, HubSettings, auth_headers, hf_module, offline_error, range_get, translate
+from fitcalc.edges.ingest.hub import (
+    HubError,
+    HubSettings,
+    auth_headers,
+    hf_module,
+    offline_error,
+    range_get,
+    say,
+    translate,
+)
 
 DEFAULT_QUANT = "Q4_K_M"  # llama-server -hf: "quant is optional, case-insensitive, default to Q4_K_M"
 FIRST_BLOCK = 2 << 20  # bytes asked for first; a gpt-oss GGUF header (tokenizer included) is ~4 MiB
@@ -112,6 +121,7 @@ def load_hub_gguf(ref: str, settings: HubSettings | None = None) -> ModelSpec:
     from huggingface_hub import constants as hc
 
     hc.HF_HUB_OFFLINE = False
+    say(f"{repo}: the file list")
     try:
         info = HfApi(endpoint=s.endpoint, token=s.token).model_info(repo, revision=rev, timeout=s.timeout)
     except Exception as e:  # noqa: BLE001 - translated to one line
@@ -120,7 +130,8 @@ def load_hub_gguf(ref: str, settings: HubSettings | None = None) -> ModelSpec:
     names = pick_files([x.rfilename for x in info.siblings or []], quant, repo)
     headers = auth_headers(s)
     parsed = []
-    for name in names:
+    for i, name in enumerate(names, 1):
+        say(f"{repo}: the GGUF header of {name} by range requests ({i:,} of {len(names):,})")
         where = f"{repo}@{commit[:12]}/{name}"
         url = hf.hf_hub_url(repo, name, revision=commit, endpoint=s.endpoint)
         try:
